@@ -1,0 +1,17 @@
+//! tundra: a userspace TUN/UDP encapsulation dataplane for overlay networks.
+//!
+//! Layers, top to bottom:
+//! - [`config`]: the settings, from command-line flags or a TOML file, validated in full;
+//! - [`dataplane`]: starts the datapath threads and stops them;
+//! - `io`: the hot loops, one per direction, over io_uring or (fallback) readiness + mmsg;
+//! - [`netdev`]: the TUN device and its addresses and routes, over netlink;
+//! - `sys`: every `unsafe` block of the crate (io_uring submissions, mmsg, socket options);
+//! - the pure packet work lives in the `datapath` crate.
+
+pub mod config;
+pub mod dataplane;
+mod io;
+pub mod netdev;
+mod sys;
+
+pub use datapath;

@@ -1,0 +1,1 @@
+//! The TUN device and its kernel configuration (MTU, link up, addresses, routes), over netlink.

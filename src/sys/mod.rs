@@ -1,0 +1,1 @@
+//! Every `unsafe` block of the crate lives below this module.
