@@ -1,5 +1,10 @@
 //! A token bucket driven by the caller's clock, for ICMP errors and for logs.
 
+/// Milli-tokens per token.
+const MILLI: u64 = 1000;
+/// `elapsed_ns * rate / NS_PER_MILLI_TOKEN` is the number of milli-tokens earned.
+const NS_PER_MILLI_TOKEN: u128 = 1_000_000;
+
 /// Allows `rate` events per second on average, and bursts of up to `burst`.
 #[derive(Clone, Debug)]
 pub struct TokenBucket {
@@ -12,13 +17,49 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: u32, burst: u32) -> Self {
-        Self { rate, burst, tokens_milli: u64::from(burst) * 1000, last_ns: 0 }
+        Self {
+            rate,
+            burst,
+            tokens_milli: u64::from(burst) * 1000,
+            last_ns: 0,
+        }
     }
 
     /// Takes one token if there is one. `now_ns` is any monotonic clock in nanoseconds; a clock
     /// that goes backwards adds no tokens.
     pub fn allow(&mut self, now_ns: u64) -> bool {
-        let _ = now_ns;
-        todo!()
+        self.refill(now_ns);
+        if self.tokens_milli >= MILLI {
+            self.tokens_milli -= MILLI;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Adds the tokens earned since `last_ns`. Only the time that turned into whole milli-tokens
+    /// is consumed, so frequent calls lose no fractions.
+    fn refill(&mut self, now_ns: u64) {
+        let cap = u64::from(self.burst) * MILLI;
+        let Some(elapsed) = now_ns.checked_sub(self.last_ns) else {
+            return; // the clock went backwards: no tokens
+        };
+        if self.tokens_milli >= cap || self.rate == 0 {
+            self.tokens_milli = self.tokens_milli.min(cap);
+            self.last_ns = now_ns;
+            return;
+        }
+        // milli-tokens = elapsed_ns * rate / 1e9 * 1000; u128 cannot overflow.
+        let rate = u128::from(self.rate);
+        let earned = u128::from(elapsed) * rate / NS_PER_MILLI_TOKEN;
+        let room = u128::from(cap - self.tokens_milli);
+        if earned >= room {
+            self.tokens_milli = cap;
+            self.last_ns = now_ns;
+        } else {
+            // earned < room <= u64::MAX, and the time it took is at most `elapsed`.
+            self.tokens_milli += earned as u64;
+            self.last_ns += (earned * NS_PER_MILLI_TOKEN / rate) as u64;
+        }
     }
 }

@@ -10,10 +10,11 @@
 
 use std::net::SocketAddr;
 
-use crate::icmp::IcmpKind;
+use crate::icmp::{self, IcmpKind};
 use crate::ratelimit::TokenBucket;
 use crate::route::{PeerId, Table};
 use crate::stats::DropReason;
+use crate::wire::IpPacket;
 
 /// What to do with a packet read from the TUN.
 #[must_use]
@@ -48,7 +49,10 @@ impl Encapsulator {
     /// `tunnel_mtu`: the largest inner packet that fits the underlay. `icmp_per_sec`: the ICMP
     /// error budget (bursts of the same size are allowed).
     pub fn new(tunnel_mtu: usize, icmp_per_sec: u32) -> Self {
-        Self { tunnel_mtu, icmp_limit: TokenBucket::new(icmp_per_sec, icmp_per_sec) }
+        Self {
+            tunnel_mtu,
+            icmp_limit: TokenBucket::new(icmp_per_sec, icmp_per_sec),
+        }
     }
 
     /// Decides what happens to `packet`, one IP packet read from the TUN.
@@ -67,8 +71,62 @@ impl Encapsulator {
         reply: &mut [u8],
         now_ns: u64,
     ) -> Egress {
-        let _ = (table, packet, reply, now_ns, IcmpKind::NoRoute, &self.tunnel_mtu, &mut self.icmp_limit);
-        todo!()
+        let Ok(mut pkt) = IpPacket::new_checked(packet) else {
+            return Egress::Drop(DropReason::Malformed);
+        };
+        let dst = pkt.dst_addr();
+        if table.is_local(dst) {
+            return Egress::Drop(DropReason::Loop);
+        }
+        let Some(peer) = table.lookup(dst) else {
+            return self.icmp(
+                table,
+                IcmpKind::NoRoute,
+                DropReason::NoRoute,
+                &pkt,
+                reply,
+                now_ns,
+            );
+        };
+        if pkt.hop_limit() <= 1 {
+            let (kind, reason) = (IcmpKind::TimeExceeded, DropReason::TtlExceeded);
+            return self.icmp(table, kind, reason, &pkt, reply, now_ns);
+        }
+        if pkt.len() > self.tunnel_mtu && pkt.dont_fragment() {
+            let mtu = u16::try_from(self.tunnel_mtu).unwrap_or(u16::MAX);
+            let kind = IcmpKind::TooBig { mtu };
+            return self.icmp(table, kind, DropReason::TooBig, &pkt, reply, now_ns);
+        }
+        pkt.decrement_hop_limit();
+        Egress::Send(peer)
+    }
+
+    /// The tunnel MTU this encapsulator enforces.
+    pub fn tunnel_mtu(&self) -> usize {
+        self.tunnel_mtu
+    }
+
+    /// Builds the ICMP error answering `pkt` into `reply`, if one may be sent and the budget
+    /// allows it; otherwise the packet is simply dropped.
+    fn icmp(
+        &mut self,
+        table: &Table,
+        kind: IcmpKind,
+        reason: DropReason,
+        pkt: &IpPacket<&mut [u8]>,
+        reply: &mut [u8],
+        now_ns: u64,
+    ) -> Egress {
+        let Some(router) = table.router_addr(pkt.is_ipv6()) else {
+            return Egress::Drop(reason);
+        };
+        let Some(len) = icmp::build(kind, router, pkt.as_bytes(), reply) else {
+            return Egress::Drop(reason);
+        };
+        if !self.icmp_limit.allow(now_ns) {
+            return Egress::Drop(reason);
+        }
+        Egress::Reply { len, reason }
     }
 }
 
@@ -77,6 +135,17 @@ impl Encapsulator {
 /// well-formed IP packet ([`DropReason::Malformed`]); its source routes to that same peer
 /// ([`DropReason::Spoofed`]); its destination is in a local subnet ([`DropReason::NotLocal`]).
 pub fn decapsulate(table: &Table, from: SocketAddr, datagram: &[u8]) -> Ingress {
-    let _ = (table, from, datagram);
-    todo!()
+    let Some(peer) = table.peer_by_addr(from) else {
+        return Ingress::Drop(DropReason::UnknownPeer);
+    };
+    let Ok(pkt) = IpPacket::new_checked(datagram) else {
+        return Ingress::Drop(DropReason::Malformed);
+    };
+    if table.lookup(pkt.src_addr()) != Some(peer) {
+        return Ingress::Drop(DropReason::Spoofed);
+    }
+    if !table.is_local(pkt.dst_addr()) {
+        return Ingress::Drop(DropReason::NotLocal);
+    }
+    Ingress::Deliver
 }

@@ -3,7 +3,7 @@
 //!
 //! [`IpPacket::new_checked`] validates the header once; after it succeeds no accessor can panic.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Why a buffer is not a well-formed inner IP packet. Tiny and `Copy`: it is returned on the hot path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +18,48 @@ pub enum WireError {
     BadTotalLen,
 }
 
+/// Byte offsets of the header fields this crate reads or rewrites.
+mod field {
+    /// IPv4 (RFC 791).
+    pub mod v4 {
+        pub const HEADER_LEN: usize = 20;
+        pub const VER_IHL: usize = 0;
+        pub const TOTAL_LEN: usize = 2;
+        pub const FLAGS_FRAG: usize = 6;
+        pub const TTL: usize = 8;
+        pub const PROTOCOL: usize = 9;
+        pub const CHECKSUM: usize = 10;
+        pub const SRC: usize = 12;
+        pub const DST: usize = 16;
+        pub const FLAG_DF: u16 = 0x4000;
+        pub const FRAG_OFFSET_MASK: u16 = 0x1fff;
+    }
+    /// IPv6 (RFC 8200).
+    pub mod v6 {
+        pub const HEADER_LEN: usize = 40;
+        pub const PAYLOAD_LEN: usize = 4;
+        pub const NEXT_HEADER: usize = 6;
+        pub const HOP_LIMIT: usize = 7;
+        pub const SRC: usize = 8;
+        pub const DST: usize = 24;
+    }
+}
+
+/// IP protocol numbers this module cares about.
+pub(crate) mod proto {
+    pub const ICMP: u8 = 1;
+    pub const IPV6_HOP_BY_HOP: u8 = 0;
+    pub const IPV6_ROUTING: u8 = 43;
+    pub const IPV6_FRAGMENT: u8 = 44;
+    pub const AH: u8 = 51;
+    pub const ICMPV6: u8 = 58;
+    pub const IPV6_DEST_OPTS: u8 = 60;
+}
+
+/// At most this many IPv6 extension headers are walked looking for an ICMPv6 header; a longer
+/// chain is treated as "might be an error" (nothing is answered).
+const MAX_EXT_HEADERS: usize = 8;
+
 /// A validated inner IP packet over a buffer that holds exactly that packet.
 #[derive(Debug)]
 pub struct IpPacket<T> {
@@ -27,46 +69,244 @@ pub struct IpPacket<T> {
 impl<T: AsRef<[u8]>> IpPacket<T> {
     /// Validates version, header length and total length against `buf.len()` (which must be equal:
     /// a TUN read and a UDP payload both carry exactly one packet).
+    ///
+    /// # Errors
+    /// [`WireError`] says which check failed; IPv6 jumbograms (payload length 0 with a
+    /// hop-by-hop jumbo option) are not supported and fail with [`WireError::BadTotalLen`].
     pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        let _ = buf;
-        todo!()
+        let b = buf.as_ref();
+        let Some(&first) = b.first() else {
+            return Err(WireError::Truncated);
+        };
+        match first >> 4 {
+            4 => {
+                if b.len() < field::v4::HEADER_LEN {
+                    return Err(WireError::Truncated);
+                }
+                let ihl = usize::from(first & 0x0f) * 4;
+                if ihl < field::v4::HEADER_LEN || ihl > b.len() {
+                    return Err(WireError::BadHeaderLen);
+                }
+                if usize::from(be16(b, field::v4::TOTAL_LEN)) != b.len() {
+                    return Err(WireError::BadTotalLen);
+                }
+            }
+            6 => {
+                if b.len() < field::v6::HEADER_LEN {
+                    return Err(WireError::Truncated);
+                }
+                let payload = usize::from(be16(b, field::v6::PAYLOAD_LEN));
+                if payload + field::v6::HEADER_LEN != b.len() {
+                    return Err(WireError::BadTotalLen);
+                }
+            }
+            _ => return Err(WireError::BadVersion),
+        }
+        Ok(Self { buf })
     }
 
     /// `true` for IPv6.
     pub fn is_ipv6(&self) -> bool {
-        todo!()
+        self.bytes()[0] >> 4 == 6
     }
+
     pub fn src_addr(&self) -> IpAddr {
-        todo!()
+        if self.is_ipv6() {
+            IpAddr::V6(v6_addr(self.bytes(), field::v6::SRC))
+        } else {
+            IpAddr::V4(v4_addr(self.bytes(), field::v4::SRC))
+        }
     }
+
     pub fn dst_addr(&self) -> IpAddr {
-        todo!()
+        if self.is_ipv6() {
+            IpAddr::V6(v6_addr(self.bytes(), field::v6::DST))
+        } else {
+            IpAddr::V4(v4_addr(self.bytes(), field::v4::DST))
+        }
     }
+
     /// TTL (IPv4) or hop limit (IPv6).
     pub fn hop_limit(&self) -> u8 {
-        todo!()
+        if self.is_ipv6() {
+            self.bytes()[field::v6::HOP_LIMIT]
+        } else {
+            self.bytes()[field::v4::TTL]
+        }
     }
+
     /// IPv4 Don't Fragment flag; always `true` for IPv6 (routers never fragment IPv6).
     pub fn dont_fragment(&self) -> bool {
-        todo!()
+        self.is_ipv6() || be16(self.bytes(), field::v4::FLAGS_FRAG) & field::v4::FLAG_DF != 0
     }
+
     /// `true` when this is an ICMP/ICMPv6 error message (to which no ICMP error may be sent) or a
     /// non-first IPv4 fragment.
+    ///
+    /// For IPv6 the extension header chain is walked (a bounded number of headers): a non-first
+    /// fragment also counts, and so does a chain that cannot be followed to its end, since then
+    /// nothing proves the packet is not an ICMPv6 error.
     pub fn is_icmp_error_or_fragment(&self) -> bool {
-        todo!()
+        let b = self.bytes();
+        if self.is_ipv6() {
+            return ipv6_is_icmp_error_or_fragment(b);
+        }
+        if be16(b, field::v4::FLAGS_FRAG) & field::v4::FRAG_OFFSET_MASK != 0 {
+            return true;
+        }
+        if b[field::v4::PROTOCOL] != proto::ICMP {
+            return false;
+        }
+        // A first fragment or a whole packet: the ICMP type follows the header. A packet too
+        // short to carry it is not answered either.
+        let ihl = usize::from(b[field::v4::VER_IHL] & 0x0f) * 4;
+        b.get(ihl).is_none_or(|&ty| is_icmpv4_error(ty))
     }
+
     pub fn len(&self) -> usize {
-        todo!()
+        self.bytes().len()
     }
+
+    /// Always `false` for a checked packet; here because a `len` without it surprises readers.
+    pub fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
+
+    /// The IPv4 header length (IHL × 4), or 40 for IPv6 (extension headers not included).
+    pub fn header_len(&self) -> usize {
+        if self.is_ipv6() {
+            field::v6::HEADER_LEN
+        } else {
+            usize::from(self.bytes()[field::v4::VER_IHL] & 0x0f) * 4
+        }
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
+        self.buf.as_ref()
+    }
+
+    /// Gives the buffer back.
+    pub fn into_inner(self) -> T {
+        self.buf
+    }
+
+    #[inline]
+    fn bytes(&self) -> &[u8] {
         self.buf.as_ref()
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> IpPacket<T> {
     /// Decrements TTL / hop limit by one, updating the IPv4 header checksum incrementally
-    /// (RFC 1624). The caller checks `hop_limit() > 1` first.
+    /// (RFC 1624). The caller checks `hop_limit() > 1` first; a hop limit of 0 is left as is.
     pub fn decrement_hop_limit(&mut self) {
-        todo!()
+        let ipv6 = self.is_ipv6();
+        let b = self.buf.as_mut();
+        if ipv6 {
+            let hl = &mut b[field::v6::HOP_LIMIT];
+            *hl = hl.saturating_sub(1);
+            return;
+        }
+        let ttl = b[field::v4::TTL];
+        if ttl == 0 {
+            return;
+        }
+        // The 16-bit word holding TTL (high byte) and protocol (low byte).
+        let old = be16(b, field::v4::TTL);
+        let new = old - 0x0100;
+        b[field::v4::TTL] = ttl - 1;
+        // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m').
+        let hc = be16(b, field::v4::CHECKSUM);
+        let sum = u32::from(!hc) + u32::from(!old) + u32::from(new);
+        let new_hc = !fold(sum);
+        b[field::v4::CHECKSUM..field::v4::CHECKSUM + 2].copy_from_slice(&new_hc.to_be_bytes());
     }
+}
+
+/// ICMP (v4) types that are error messages (RFC 792, RFC 1812 §4.3.2.7).
+fn is_icmpv4_error(ty: u8) -> bool {
+    // Destination unreachable, source quench, redirect, time exceeded, parameter problem.
+    matches!(ty, 3 | 4 | 5 | 11 | 12)
+}
+
+/// Walks the IPv6 extension headers (at most [`MAX_EXT_HEADERS`]) to the upper-layer header.
+fn ipv6_is_icmp_error_or_fragment(b: &[u8]) -> bool {
+    let mut next = b[field::v6::NEXT_HEADER];
+    let mut off = field::v6::HEADER_LEN;
+    for _ in 0..MAX_EXT_HEADERS {
+        match next {
+            // ICMPv6 types below 128 are errors (RFC 4443 §2.1); no type byte: do not answer.
+            proto::ICMPV6 => return b.get(off).is_none_or(|&ty| ty < 128),
+            proto::IPV6_FRAGMENT => {
+                let Some(h) = b.get(off..off + 8) else {
+                    return true;
+                };
+                let frag_offset = u16::from_be_bytes([h[2], h[3]]) >> 3;
+                if frag_offset != 0 {
+                    return true;
+                }
+                next = h[0];
+                off += 8;
+            }
+            proto::IPV6_HOP_BY_HOP | proto::IPV6_ROUTING | proto::IPV6_DEST_OPTS => {
+                let Some(h) = b.get(off..off + 2) else {
+                    return true;
+                };
+                next = h[0];
+                off += (usize::from(h[1]) + 1) * 8;
+            }
+            proto::AH => {
+                let Some(h) = b.get(off..off + 2) else {
+                    return true;
+                };
+                next = h[0];
+                off += (usize::from(h[1]) + 2) * 4;
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Folds a one's-complement sum to 16 bits (end-around carry).
+#[inline]
+pub(crate) fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// Adds `data` to a one's-complement sum as big-endian 16-bit words (an odd last byte is padded
+/// with zero). Sums up to 64 KiB without overflow.
+pub(crate) fn checksum_add(mut sum: u32, data: &[u8]) -> u32 {
+    let mut words = data.chunks_exact(2);
+    for w in &mut words {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    // Keep headroom for the caller's next additions.
+    u32::from(fold(sum))
+}
+
+/// Big-endian u16 at `at`. Callers pass offsets inside a validated header.
+#[inline]
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline]
+fn v4_addr(b: &[u8], at: usize) -> Ipv4Addr {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    Ipv4Addr::from(a)
+}
+
+#[inline]
+fn v6_addr(b: &[u8], at: usize) -> Ipv6Addr {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[at..at + 16]);
+    Ipv6Addr::from(a)
 }
