@@ -21,6 +21,9 @@ pub mod stats;
 pub mod tunnel;
 pub mod wire;
 
+#[cfg(test)]
+mod testutil;
+
 pub use route::{Peer, PeerId, Route, SharedTable, Table, TableError};
 pub use stats::{Counters, DropReason, LocalCounters};
 pub use tunnel::{decapsulate, Egress, Encapsulator, Ingress};

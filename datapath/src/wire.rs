@@ -310,3 +310,344 @@ fn v6_addr(b: &[u8], at: usize) -> Ipv6Addr {
     a.copy_from_slice(&b[at..at + 16]);
     Ipv6Addr::from(a)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    /// UDP/IPv4 198.18.0.1:1024 -> 198.19.2.20:53, TTL 64, DF, 4 bytes of payload; header
+    /// checksum 0x00c5 (computed by hand, confirmed with etherparse below).
+    const V4_BYTES: [u8; 32] = [
+        0x45, 0x00, 0x00, 0x20, 0xab, 0xcd, 0x40, 0x00, 0x40, 0x11, 0x00, 0xc5, 198, 18, 0, 1, 198,
+        19, 2, 20, // IPv4 header
+        0x04, 0x00, 0x00, 0x35, 0x00, 0x0c, 0x00, 0x00, // UDP header (no checksum)
+        0xde, 0xad, 0xbe, 0xef,
+    ];
+
+    #[test]
+    fn deconstruct_ipv4() {
+        let p = IpPacket::new_checked(&V4_BYTES[..]).unwrap();
+        assert!(!p.is_ipv6());
+        assert_eq!(p.src_addr(), IpAddr::from([198, 18, 0, 1]));
+        assert_eq!(p.dst_addr(), IpAddr::from([198, 19, 2, 20]));
+        assert_eq!(p.hop_limit(), 64);
+        assert!(p.dont_fragment());
+        assert!(!p.is_icmp_error_or_fragment());
+        assert_eq!(p.len(), 32);
+        assert!(!p.is_empty());
+        assert_eq!(p.header_len(), 20);
+        assert_eq!(p.as_bytes(), &V4_BYTES[..]);
+        assert_eq!(ipv4_header_checksum(&V4_BYTES), 0x00c5);
+    }
+
+    #[test]
+    fn deconstruct_ipv6() {
+        let bytes = ipv6_udp(V6_A, V6_B, 17, 10);
+        let p = IpPacket::new_checked(&bytes[..]).unwrap();
+        assert!(p.is_ipv6());
+        assert_eq!(p.src_addr(), IpAddr::from(V6_A));
+        assert_eq!(p.dst_addr(), IpAddr::from(V6_B));
+        assert_eq!(p.hop_limit(), 17);
+        assert!(p.dont_fragment());
+        assert!(!p.is_icmp_error_or_fragment());
+        assert_eq!(p.len(), 40 + 8 + 10);
+        assert_eq!(p.header_len(), 40);
+    }
+
+    #[test]
+    fn rejects_truncated() {
+        assert_eq!(
+            IpPacket::new_checked(&[][..]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            IpPacket::new_checked(&V4_BYTES[..19]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            IpPacket::new_checked(&[0x45][..]).unwrap_err(),
+            WireError::Truncated
+        );
+        let v6 = ipv6_udp(V6_A, V6_B, 64, 0);
+        assert_eq!(
+            IpPacket::new_checked(&v6[..39]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            IpPacket::new_checked(&[0x60][..]).unwrap_err(),
+            WireError::Truncated
+        );
+    }
+
+    #[test]
+    fn rejects_bad_version() {
+        for version in [0u8, 1, 5, 7, 15] {
+            let mut b = V4_BYTES;
+            b[0] = version << 4 | 5;
+            assert_eq!(
+                IpPacket::new_checked(&b[..]).unwrap_err(),
+                WireError::BadVersion
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bad_ihl() {
+        for ihl in 0..5 {
+            let mut b = V4_BYTES;
+            b[0] = 0x40 | ihl;
+            assert_eq!(
+                IpPacket::new_checked(&b[..]).unwrap_err(),
+                WireError::BadHeaderLen
+            );
+        }
+        // IHL 9 = 36 bytes, beyond the 32-byte buffer.
+        let mut b = V4_BYTES;
+        b[0] = 0x49;
+        assert_eq!(
+            IpPacket::new_checked(&b[..]).unwrap_err(),
+            WireError::BadHeaderLen
+        );
+        // IHL 8 = 32 bytes: the whole buffer is header, which is fine.
+        b[0] = 0x48;
+        let p = IpPacket::new_checked(&b[..]).unwrap();
+        assert_eq!(p.header_len(), 32);
+    }
+
+    #[test]
+    fn rejects_total_len_mismatch() {
+        let mut b = V4_BYTES;
+        b[3] = 0x21; // says 33, buffer has 32
+        assert_eq!(
+            IpPacket::new_checked(&b[..]).unwrap_err(),
+            WireError::BadTotalLen
+        );
+        b[3] = 0x1f; // says 31
+        assert_eq!(
+            IpPacket::new_checked(&b[..]).unwrap_err(),
+            WireError::BadTotalLen
+        );
+        // Trailing bytes after a correct packet are rejected too.
+        let mut long = V4_BYTES.to_vec();
+        long.push(0);
+        assert_eq!(
+            IpPacket::new_checked(&long[..]).unwrap_err(),
+            WireError::BadTotalLen
+        );
+        // So is a short buffer with a consistent-looking header.
+        assert_eq!(
+            IpPacket::new_checked(&V4_BYTES[..28]).unwrap_err(),
+            WireError::BadTotalLen
+        );
+    }
+
+    #[test]
+    fn rejects_ipv6_payload_len_mismatch() {
+        let good = ipv6_udp(V6_A, V6_B, 64, 12);
+        let mut b = good.clone();
+        b[5] += 1;
+        assert_eq!(
+            IpPacket::new_checked(&b[..]).unwrap_err(),
+            WireError::BadTotalLen
+        );
+        assert_eq!(
+            IpPacket::new_checked(&good[..good.len() - 1]).unwrap_err(),
+            WireError::BadTotalLen
+        );
+        let mut long = good.clone();
+        long.push(0);
+        assert_eq!(
+            IpPacket::new_checked(&long[..]).unwrap_err(),
+            WireError::BadTotalLen
+        );
+        // Payload length 0 with data (a jumbogram) is not supported.
+        b = good.clone();
+        b[4] = 0;
+        b[5] = 0;
+        assert_eq!(
+            IpPacket::new_checked(&b[..]).unwrap_err(),
+            WireError::BadTotalLen
+        );
+        // A bare header with payload length 0 is fine.
+        let bare = ipv6_raw(V6_A, V6_B, 59, &[]);
+        assert!(IpPacket::new_checked(&bare[..]).is_ok());
+    }
+
+    #[test]
+    fn accepts_ipv4_options() {
+        let mut b = vec![0x46, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
+        b.extend_from_slice(&[198, 18, 0, 1, 198, 18, 0, 2]);
+        b.extend_from_slice(&[1, 1, 1, 0]); // NOP NOP NOP EOL
+        b.extend_from_slice(&[0; 4]);
+        let p = IpPacket::new_checked(&b[..]).unwrap();
+        assert_eq!(p.header_len(), 24);
+        assert_eq!(p.dst_addr(), IpAddr::from([198, 18, 0, 2]));
+    }
+
+    #[test]
+    fn dont_fragment_flag() {
+        let df = ipv4_udp(V4_A, V4_B, 64, true, 8);
+        let no_df = ipv4_udp(V4_A, V4_B, 64, false, 8);
+        assert!(IpPacket::new_checked(&df[..]).unwrap().dont_fragment());
+        assert!(!IpPacket::new_checked(&no_df[..]).unwrap().dont_fragment());
+    }
+
+    #[test]
+    fn decrement_ipv4_matches_full_recompute() {
+        // Every TTL, a spread of header contents (identification, protocol, DF, addresses).
+        for ttl in 1..=255u8 {
+            for (i, df) in [(0u8, false), (1, true), (77, false), (255, true)] {
+                let mut b = ipv4_udp([198, 18, i, 1], [198, 19, 255 - i, ttl], ttl, df, 20);
+                b[4] = i;
+                b[5] = ttl;
+                let csum = ipv4_header_checksum(&b);
+                b[10..12].copy_from_slice(&csum.to_be_bytes());
+                let mut p = IpPacket::new_checked(&mut b[..]).unwrap();
+                p.decrement_hop_limit();
+                assert_eq!(p.hop_limit(), ttl - 1);
+                let b = p.into_inner();
+                let got = u16::from_be_bytes([b[10], b[11]]);
+                assert_eq!(got, ipv4_header_checksum(b), "ttl {ttl} variant {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn decrement_ipv4_checksum_edge_values() {
+        // Headers whose checksum is at or near 0x0000 / 0xffff before or after the decrement.
+        for id in 0..=u16::MAX {
+            let mut b = V4_BYTES;
+            b[4..6].copy_from_slice(&id.to_be_bytes());
+            let csum = ipv4_header_checksum(&b);
+            if !(csum <= 0x0101 || csum >= 0xfefe) {
+                continue;
+            }
+            b[10..12].copy_from_slice(&csum.to_be_bytes());
+            let mut p = IpPacket::new_checked(&mut b[..]).unwrap();
+            p.decrement_hop_limit();
+            assert_eq!(
+                u16::from_be_bytes([b[10], b[11]]),
+                ipv4_header_checksum(&b),
+                "id {id}"
+            );
+        }
+    }
+
+    #[test]
+    fn decrement_ttl_one_and_zero() {
+        let mut b = ipv4_udp(V4_A, V4_B, 1, true, 0);
+        let mut p = IpPacket::new_checked(&mut b[..]).unwrap();
+        p.decrement_hop_limit();
+        assert_eq!(p.hop_limit(), 0);
+        assert_eq!(u16::from_be_bytes([b[10], b[11]]), ipv4_header_checksum(&b));
+
+        // Zero stays zero (no wrap to 255), and the checksum stays valid.
+        let mut b = ipv4_udp(V4_A, V4_B, 0, true, 0);
+        let before = b.clone();
+        IpPacket::new_checked(&mut b[..])
+            .unwrap()
+            .decrement_hop_limit();
+        assert_eq!(b, before);
+
+        let mut b = ipv6_udp(V6_A, V6_B, 0, 0);
+        let mut p = IpPacket::new_checked(&mut b[..]).unwrap();
+        p.decrement_hop_limit();
+        assert_eq!(p.hop_limit(), 0);
+    }
+
+    #[test]
+    fn decrement_ipv6() {
+        let mut b = ipv6_udp(V6_A, V6_B, 64, 4);
+        let before = b.clone();
+        let mut p = IpPacket::new_checked(&mut b[..]).unwrap();
+        p.decrement_hop_limit();
+        assert_eq!(p.hop_limit(), 63);
+        // Only the hop limit byte changed.
+        let diff: Vec<usize> = (0..b.len()).filter(|&i| b[i] != before[i]).collect();
+        assert_eq!(diff, vec![7]);
+    }
+
+    #[test]
+    fn icmpv4_errors_and_fragments() {
+        let is = |b: Vec<u8>| {
+            IpPacket::new_checked(&b[..])
+                .unwrap()
+                .is_icmp_error_or_fragment()
+        };
+        for ty in [3, 4, 5, 11, 12] {
+            assert!(is(ipv4_icmp(V4_A, V4_B, ty, 0)), "type {ty}");
+        }
+        for ty in [0, 8, 13, 14] {
+            assert!(!is(ipv4_icmp(V4_A, V4_B, ty, 0)), "type {ty}");
+        }
+        assert!(!is(ipv4_udp(V4_A, V4_B, 64, false, 8)));
+        assert!(is(ipv4_fragment(V4_A, V4_B, 185, true)));
+        assert!(is(ipv4_fragment(V4_A, V4_B, 1, false)));
+        // First fragment: offset 0, more fragments set.
+        assert!(!is(ipv4_fragment(V4_A, V4_B, 0, true)));
+        // ICMP with no room for a type byte: not answered.
+        let mut bare = vec![0x45, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0];
+        bare.extend_from_slice(&[198, 18, 0, 1, 198, 18, 0, 2]);
+        assert!(is(bare));
+    }
+
+    #[test]
+    fn icmpv6_errors_and_fragments() {
+        let is = |b: Vec<u8>| {
+            IpPacket::new_checked(&b[..])
+                .unwrap()
+                .is_icmp_error_or_fragment()
+        };
+        for ty in [1, 2, 3, 4, 127] {
+            assert!(is(ipv6_icmp(V6_A, V6_B, ty, 0)), "type {ty}");
+        }
+        for ty in [128, 129, 135, 136] {
+            assert!(!is(ipv6_icmp(V6_A, V6_B, ty, 0)), "type {ty}");
+        }
+        // Fragment header, offset 0, then ICMPv6 destination unreachable / UDP.
+        let frag = |next: u8, offset: u16, upper: &[u8]| {
+            let o = (offset << 3 | 1).to_be_bytes();
+            let mut rest = vec![next, 0, o[0], o[1], 0, 0, 0, 1];
+            rest.extend_from_slice(upper);
+            ipv6_raw(V6_A, V6_B, 44, &rest)
+        };
+        assert!(is(frag(58, 0, &[1, 0, 0, 0, 0, 0, 0, 0])));
+        assert!(!is(frag(58, 0, &[128, 0, 0, 0, 0, 0, 0, 0])));
+        assert!(!is(frag(17, 0, &[0; 8])));
+        // Non-first fragment: whatever follows.
+        assert!(is(frag(17, 100, &[0; 8])));
+        // Hop-by-hop (8 bytes) then destination options (16 bytes) then ICMPv6 echo / error.
+        let chain = |ty: u8| {
+            let mut rest = vec![60, 0, 1, 4, 0, 0, 0, 0];
+            rest.extend_from_slice(&[58, 1, 1, 4, 0, 0, 0, 0, 1, 6, 0, 0, 0, 0, 0, 0]);
+            rest.extend_from_slice(&[ty, 0, 0, 0, 0, 0, 0, 0]);
+            ipv6_raw(V6_A, V6_B, 0, &rest)
+        };
+        assert!(!is(chain(128)));
+        assert!(is(chain(3)));
+        // A chain that runs off the end of the packet: not answered.
+        assert!(is(ipv6_raw(V6_A, V6_B, 0, &[60, 4, 0, 0, 0, 0, 0, 0])));
+        assert!(is(ipv6_raw(V6_A, V6_B, 44, &[17, 0, 0])));
+        assert!(is(ipv6_raw(V6_A, V6_B, 58, &[])));
+        // No next header: not an error.
+        assert!(!is(ipv6_raw(V6_A, V6_B, 59, &[])));
+        // A chain longer than we walk: not answered.
+        let mut long = Vec::new();
+        for _ in 0..MAX_EXT_HEADERS {
+            long.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        long.extend_from_slice(&[128, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(is(ipv6_raw(V6_A, V6_B, 60, &long)));
+    }
+
+    #[test]
+    fn checksum_helpers() {
+        assert_eq!(fold(0x1_fffe), 0xffff);
+        assert_eq!(fold(0x2_ffff), 0x0002);
+        // Odd length pads with zero.
+        assert_eq!(checksum_add(0, &[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+        // The header checksum of V4_BYTES verifies: its words sum to 0xffff.
+        assert_eq!(fold(checksum_add(0, &V4_BYTES[..20])), 0xffff);
+    }
+}
