@@ -166,3 +166,273 @@ fn build_v6(
     ip[24..40].copy_from_slice(&dst.octets());
     Some(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use etherparse::{
+        icmpv4::DestUnreachableHeader, Icmpv4Type, Icmpv6Type, NetSlice, SlicedPacket,
+        TransportSlice,
+    };
+
+    use super::*;
+    use crate::testutil::*;
+
+    const ROUTER4: [u8; 4] = [198, 19, 1, 0];
+    const ROUTER6: [u8; 16] = [0xfd, 0x19, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    /// One's-complement sum of `data` computed the slow, obvious way.
+    fn naive_sum(data: &[u8]) -> u16 {
+        let mut sum: u64 = 0;
+        for (i, &byte) in data.iter().enumerate() {
+            sum += u64::from(byte) << if i % 2 == 0 { 8 } else { 0 };
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    /// Parses a generated ICMP/IPv4 error, checks both checksums and the addresses, returns
+    /// (type, payload).
+    fn parse_v4(reply: &[u8], to: [u8; 4]) -> (Icmpv4Type, Vec<u8>) {
+        let sliced = SlicedPacket::from_ip(reply).expect("parses");
+        let Some(NetSlice::Ipv4(ip)) = sliced.net else {
+            panic!("not IPv4")
+        };
+        let h = ip.header();
+        assert_eq!(h.total_len() as usize, reply.len());
+        assert_eq!(h.header_checksum(), h.to_header().calc_header_checksum());
+        assert_eq!(h.source(), ROUTER4);
+        assert_eq!(h.destination(), to);
+        assert_eq!(h.ttl(), 64);
+        assert_eq!(naive_sum(&reply[..20]), 0xffff);
+        let Some(TransportSlice::Icmpv4(icmp)) = sliced.transport else {
+            panic!("not ICMP")
+        };
+        assert_eq!(
+            icmp.checksum(),
+            icmp.icmp_type().calc_checksum(icmp.payload())
+        );
+        assert_eq!(naive_sum(&reply[20..]), 0xffff);
+        (icmp.icmp_type(), icmp.payload().to_vec())
+    }
+
+    fn parse_v6(reply: &[u8], to: [u8; 16]) -> (Icmpv6Type, Vec<u8>) {
+        let sliced = SlicedPacket::from_ip(reply).expect("parses");
+        let Some(NetSlice::Ipv6(ip)) = sliced.net else {
+            panic!("not IPv6")
+        };
+        let h = ip.header();
+        assert_eq!(h.payload_length() as usize + 40, reply.len());
+        assert_eq!(h.source(), ROUTER6);
+        assert_eq!(h.destination(), to);
+        assert_eq!(h.hop_limit(), 64);
+        let Some(TransportSlice::Icmpv6(icmp)) = sliced.transport else {
+            panic!("not ICMPv6")
+        };
+        assert!(icmp.is_checksum_valid(ROUTER6, to));
+        (icmp.icmp_type(), icmp.payload().to_vec())
+    }
+
+    fn build_v4(kind: IcmpKind, orig: &[u8]) -> Option<Vec<u8>> {
+        let mut out = [0u8; MAX_LEN];
+        build(kind, IpAddr::from(ROUTER4), orig, &mut out).map(|n| out[..n].to_vec())
+    }
+
+    fn build_v6(kind: IcmpKind, orig: &[u8]) -> Option<Vec<u8>> {
+        let mut out = [0u8; MAX_LEN];
+        build(kind, IpAddr::from(ROUTER6), orig, &mut out).map(|n| out[..n].to_vec())
+    }
+
+    #[test]
+    fn v4_no_route_quotes_whole_small_packet() {
+        let orig = ipv4_udp(V4_A, V4_B, 64, true, 40);
+        let reply = build_v4(IcmpKind::NoRoute, &orig).unwrap();
+        assert_eq!(reply.len(), 20 + 8 + orig.len());
+        let (ty, payload) = parse_v4(&reply, V4_A);
+        assert_eq!(
+            ty,
+            Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Network)
+        );
+        assert_eq!(payload, orig);
+    }
+
+    #[test]
+    fn v4_time_exceeded() {
+        let orig = ipv4_udp(V4_A, V4_B, 1, false, 3);
+        let reply = build_v4(IcmpKind::TimeExceeded, &orig).unwrap();
+        let (ty, payload) = parse_v4(&reply, V4_A);
+        assert!(matches!(ty, Icmpv4Type::TimeExceeded(_)));
+        assert_eq!(reply[20..22], [11, 0]);
+        assert_eq!(payload, orig);
+    }
+
+    #[test]
+    fn v4_too_big_carries_mtu_and_is_cut_at_576() {
+        let orig = ipv4_udp(V4_A, V4_B, 64, true, 1400);
+        let reply = build_v4(IcmpKind::TooBig { mtu: 1380 }, &orig).unwrap();
+        assert_eq!(reply.len(), MAX_LEN_V4);
+        let (ty, payload) = parse_v4(&reply, V4_A);
+        assert_eq!(
+            ty,
+            Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+                next_hop_mtu: 1380
+            })
+        );
+        assert_eq!(payload, orig[..MAX_LEN_V4 - 28]);
+    }
+
+    #[test]
+    fn v4_answers_echo_request() {
+        let orig = ipv4_icmp(V4_A, V4_B, 8, 0);
+        let reply = build_v4(IcmpKind::NoRoute, &orig).unwrap();
+        assert_eq!(parse_v4(&reply, V4_A).1, orig);
+    }
+
+    #[test]
+    fn v6_no_route_and_time_exceeded() {
+        let orig = ipv6_udp(V6_A, V6_B, 64, 100);
+        let reply = build_v6(IcmpKind::NoRoute, &orig).unwrap();
+        assert_eq!(reply.len(), 48 + orig.len());
+        let (ty, payload) = parse_v6(&reply, V6_A);
+        assert_eq!(
+            ty,
+            Icmpv6Type::DestinationUnreachable(etherparse::icmpv6::DestUnreachableCode::NoRoute)
+        );
+        assert_eq!(payload, orig);
+
+        let reply = build_v6(IcmpKind::TimeExceeded, &orig).unwrap();
+        let (ty, _) = parse_v6(&reply, V6_A);
+        assert_eq!(
+            ty,
+            Icmpv6Type::TimeExceeded(etherparse::icmpv6::TimeExceededCode::HopLimitExceeded)
+        );
+    }
+
+    #[test]
+    fn v6_too_big_is_cut_at_1280() {
+        let orig = ipv6_udp(V6_A, V6_B, 64, 1452);
+        let reply = build_v6(IcmpKind::TooBig { mtu: 1400 }, &orig).unwrap();
+        assert_eq!(reply.len(), MAX_LEN);
+        let (ty, payload) = parse_v6(&reply, V6_A);
+        assert_eq!(ty, Icmpv6Type::PacketTooBig { mtu: 1400 });
+        assert_eq!(payload, orig[..MAX_LEN - 48]);
+    }
+
+    #[test]
+    fn quote_shrinks_to_fit_a_small_buffer() {
+        let orig = ipv4_udp(V4_A, V4_B, 64, true, 200);
+        let mut out = [0u8; 100];
+        let n = build(IcmpKind::NoRoute, IpAddr::from(ROUTER4), &orig, &mut out).unwrap();
+        assert_eq!(n, 100);
+        assert_eq!(parse_v4(&out, V4_A).1, orig[..72]);
+        // Not even the headers fit.
+        let mut tiny = [0u8; 27];
+        assert_eq!(
+            build(IcmpKind::NoRoute, IpAddr::from(ROUTER4), &orig, &mut tiny),
+            None
+        );
+        let mut tiny = [0u8; 47];
+        let orig6 = ipv6_udp(V6_A, V6_B, 64, 0);
+        assert_eq!(
+            build(IcmpKind::NoRoute, IpAddr::from(ROUTER6), &orig6, &mut tiny),
+            None
+        );
+    }
+
+    #[test]
+    fn never_answers_icmp_errors_or_fragments() {
+        for ty in [3, 4, 5, 11, 12] {
+            assert_eq!(
+                build_v4(IcmpKind::NoRoute, &ipv4_icmp(V4_A, V4_B, ty, 1)),
+                None
+            );
+        }
+        for ty in [1, 2, 3, 4] {
+            assert_eq!(
+                build_v6(IcmpKind::NoRoute, &ipv6_icmp(V6_A, V6_B, ty, 0)),
+                None
+            );
+        }
+        assert_eq!(
+            build_v4(IcmpKind::TimeExceeded, &ipv4_fragment(V4_A, V4_B, 10, true)),
+            None
+        );
+        // The first fragment is answered.
+        assert!(build_v4(IcmpKind::TimeExceeded, &ipv4_fragment(V4_A, V4_B, 0, true)).is_some());
+        let frag6 = ipv6_raw(V6_A, V6_B, 44, &[17, 0, 0x01, 0x01, 0, 0, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(build_v6(IcmpKind::NoRoute, &frag6), None);
+    }
+
+    #[test]
+    fn never_answers_unusable_sources() {
+        let v4_sources = [
+            [0, 0, 0, 0],
+            [224, 0, 0, 1],
+            [239, 1, 2, 3],
+            [255, 255, 255, 255],
+            [127, 0, 0, 1],
+        ];
+        for src in v4_sources {
+            let orig = ipv4_udp(src, V4_B, 64, true, 8);
+            assert_eq!(build_v4(IcmpKind::NoRoute, &orig), None, "{src:?}");
+        }
+        let mut v6_sources = [[0u8; 16]; 3];
+        v6_sources[1][0] = 0xff; // ff00::
+        v6_sources[1][1] = 0x02;
+        v6_sources[1][15] = 1;
+        v6_sources[2][15] = 1; // ::1
+        for src in v6_sources {
+            let orig = ipv6_udp(src, V6_B, 64, 8);
+            assert_eq!(build_v6(IcmpKind::NoRoute, &orig), None, "{src:?}");
+        }
+    }
+
+    #[test]
+    fn multicast_and_broadcast_destinations() {
+        for dst in [[224, 0, 0, 5], [255, 255, 255, 255]] {
+            let orig = ipv4_udp(V4_A, dst, 1, true, 8);
+            assert_eq!(build_v4(IcmpKind::TimeExceeded, &orig), None);
+        }
+        let mut mcast = [0u8; 16];
+        mcast[0] = 0xff;
+        mcast[1] = 0x0e;
+        mcast[15] = 0x42;
+        let orig = ipv6_udp(V6_A, mcast, 64, 1300);
+        assert_eq!(build_v6(IcmpKind::NoRoute, &orig), None);
+        // RFC 4443 §2.4 (e.2): Packet Too Big does answer a multicast destination.
+        let reply = build_v6(IcmpKind::TooBig { mtu: 1280 }, &orig).unwrap();
+        assert!(matches!(
+            parse_v6(&reply, V6_A).0,
+            Icmpv6Type::PacketTooBig { mtu: 1280 }
+        ));
+    }
+
+    #[test]
+    fn router_of_the_other_family_or_malformed_orig() {
+        let mut out = [0u8; MAX_LEN];
+        let v4 = ipv4_udp(V4_A, V4_B, 64, true, 8);
+        let v6 = ipv6_udp(V6_A, V6_B, 64, 8);
+        assert_eq!(
+            build(IcmpKind::NoRoute, IpAddr::from(ROUTER6), &v4, &mut out),
+            None
+        );
+        assert_eq!(
+            build(IcmpKind::NoRoute, IpAddr::from(ROUTER4), &v6, &mut out),
+            None
+        );
+        assert_eq!(
+            build(
+                IcmpKind::NoRoute,
+                IpAddr::from(ROUTER4),
+                &v4[..30],
+                &mut out
+            ),
+            None
+        );
+        assert_eq!(
+            build(IcmpKind::NoRoute, IpAddr::from(ROUTER4), &[], &mut out),
+            None
+        );
+    }
+}
