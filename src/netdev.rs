@@ -1,1 +1,705 @@
 //! The TUN device and its kernel configuration (MTU, link up, addresses, routes), over netlink.
+//!
+//! [`Tun::open`] creates (or attaches to) the device. [`configure`] gives it its MTU, brings it
+//! up, adds the node's overlay addresses and a route to each peer subnet, and returns a
+//! [`NetConfig`] that records exactly what it changed, so that [`NetConfig::remove`] undoes
+//! exactly that and nothing else. [`NetConfig::add_route`] and [`NetConfig::del_route`] change
+//! the peer routes while the dataplane runs.
+//!
+//! Netlink is spoken synchronously (netlink-packet-route messages over a netlink-sys socket):
+//! this is control-plane work, done at start, at stop and when the peers change, never on the
+//! hot path. See `docs/decisions.md` for why these crates.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
+use tun_rs::{DeviceBuilder, Layer, SyncDevice};
+
+use crate::sys::sockopt;
+
+/// The smallest MTU IPv4 allows (RFC 791); the kernel refuses less.
+const MIN_MTU_V4: u16 = 68;
+/// The smallest MTU IPv6 allows (RFC 8200); below it the kernel disables IPv6 on the device.
+const MIN_MTU_V6: u16 = 1280;
+
+/// An L3 TUN device without packet-information header: each `read` returns one IP packet and
+/// each `write` takes one.
+pub struct Tun {
+    device: SyncDevice,
+    name: String,
+}
+
+impl Tun {
+    /// Creates the L3 TUN device `name`, or attaches to it if it exists (a persistent device,
+    /// or another queue of a running one), with `IFF_NO_PI` and in blocking mode. The device's
+    /// admin state is left as it was (a new device is down): [`configure`] brings it up.
+    ///
+    /// A device that this call created disappears, with its addresses and routes, when the
+    /// `Tun` is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`NetdevError::Open`] if `/dev/net/tun` cannot be opened (no `CAP_NET_ADMIN`, no TUN
+    /// driver), the name is too long (15 bytes at most) or invalid, or an existing device of
+    /// that name is not a compatible TUN device or is busy.
+    pub fn open(name: &str) -> Result<Tun, NetdevError> {
+        let error = |error| NetdevError::Open {
+            name: name.to_owned(),
+            error,
+        };
+        let device = DeviceBuilder::new()
+            .name(name)
+            .layer(Layer::L3)
+            .packet_information(false)
+            .inherit_enable_state()
+            .build_sync()
+            .map_err(error)?;
+        // The kernel may have expanded a pattern such as `tun%d`: ask it for the real name.
+        let name = device.name().map_err(error)?;
+        Ok(Tun { device, name })
+    }
+
+    /// The device's name, as the kernel reported it when it was opened.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Switches the descriptor between blocking (the default) and non-blocking mode.
+    ///
+    /// # Errors
+    ///
+    /// The `fcntl` error, if any.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.device.set_nonblocking(on)
+    }
+}
+
+impl AsRawFd for Tun {
+    fn as_raw_fd(&self) -> RawFd {
+        self.device.as_raw_fd()
+    }
+}
+
+impl AsFd for Tun {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.device.as_fd()
+    }
+}
+
+impl fmt::Debug for Tun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tun")
+            .field("name", &self.name)
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+/// Errors of opening and configuring the TUN device. Each message names the device and the
+/// operation (and prefix or address) that failed, and ends with the kernel's reason.
+#[derive(Debug, thiserror::Error)]
+pub enum NetdevError {
+    /// The TUN device could not be created or attached to.
+    #[error("cannot open TUN device {name:?}: {error}")]
+    Open { name: String, error: io::Error },
+    /// The MTU is too small for the device or for one of the families of its subnets.
+    #[error("MTU {mtu} of {device} is too small: {family} needs at least {minimum}")]
+    MtuTooSmall {
+        device: String,
+        mtu: u16,
+        family: &'static str,
+        minimum: u16,
+    },
+    /// No netlink socket, or a reply from the kernel that could not be read.
+    #[error("netlink, while configuring {device}: {error}")]
+    Netlink { device: String, error: io::Error },
+    /// The link could not be found, or its MTU or admin state could not be changed.
+    #[error("cannot {op} {device}: {error}")]
+    Link {
+        device: String,
+        op: LinkOp,
+        error: io::Error,
+    },
+    /// An address could not be added or removed.
+    #[error("cannot {change} address {address} on {device}: {error}")]
+    Address {
+        device: String,
+        change: Change,
+        address: IpNet,
+        error: io::Error,
+    },
+    /// A route could not be added or removed.
+    #[error("cannot {change} route {prefix} through {device}: {error}")]
+    Route {
+        device: String,
+        change: Change,
+        prefix: IpNet,
+        error: io::Error,
+    },
+    /// A sysctl could not be read or written.
+    #[error("cannot set {path}: {error}", path = .path.display())]
+    Sysctl { path: PathBuf, error: io::Error },
+}
+
+/// What was being done to a link when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkOp {
+    /// Finding the link's index, MTU and state.
+    Lookup,
+    /// Setting the MTU.
+    SetMtu(u32),
+    /// Bringing the link up (`true`) or down.
+    SetUp(bool),
+}
+
+impl fmt::Display for LinkOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkOp::Lookup => f.write_str("find link"),
+            LinkOp::SetMtu(mtu) => write!(f, "set MTU {mtu} on"),
+            LinkOp::SetUp(true) => f.write_str("bring up"),
+            LinkOp::SetUp(false) => f.write_str("bring down"),
+        }
+    }
+}
+
+/// Whether something was being added or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Add,
+    Remove,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Change::Add => "add",
+            Change::Remove => "remove",
+        })
+    }
+}
+
+/// What [`configure`] changed in the kernel, so that [`NetConfig::remove`] can undo exactly
+/// that. Dropping it leaves the configuration in place (a TUN device that [`Tun::open`]
+/// created takes its addresses and routes with it when it is closed).
+#[must_use = "dropping a NetConfig leaves the configuration in place; call remove() to undo it"]
+pub struct NetConfig {
+    netlink: Netlink,
+    device: String,
+    index: u32,
+    /// The MTU and admin state before `configure` changed them.
+    link_before: Option<LinkState>,
+    /// The value of `accept_local` before `configure` set it.
+    accept_local_before: Option<String>,
+    /// The addresses that `configure` added (not those that were already there), in order.
+    addresses: Vec<IpAddr>,
+    /// The routes added, in order, with their preferred source.
+    routes: Vec<(IpNet, Option<IpAddr>)>,
+    src_v4: Option<Ipv4Addr>,
+    src_v6: Option<Ipv6Addr>,
+}
+
+impl fmt::Debug for NetConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetConfig")
+            .field("device", &self.device)
+            .field("index", &self.index)
+            .field("addresses", &self.addresses)
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures the TUN device for the overlay, in this order:
+/// 1. sets its MTU to `mtu` and brings it up;
+/// 2. enables `net.ipv4.conf.<name>.accept_local`: tundra writes ICMP errors into the TUN
+///    with the node's own overlay address as source, and without it the kernel drops them as
+///    martians (IPv6 has no such check and needs nothing);
+/// 3. adds the first address of each of `local_subnets` as a /32 (IPv6: /128);
+/// 4. adds a route to each of `peer_subnets` through the TUN (host bits are cleared), with
+///    the first local address of the same family, if any, as preferred source.
+///
+/// An address that is already on the device is accepted as it is and left there by
+/// [`NetConfig::remove`]; a route that already exists is an error.
+///
+/// # Errors
+///
+/// The first step that failed. Everything done before it has been undone by then: the device
+/// is never left half-configured. [`NetdevError::MtuTooSmall`] (before anything is changed)
+/// if `mtu` is below 68, or below 1280 while there is an IPv6 subnet.
+pub fn configure(
+    tun: &Tun,
+    mtu: u16,
+    local_subnets: &[IpNet],
+    peer_subnets: &[IpNet],
+) -> Result<NetConfig, NetdevError> {
+    let device = tun.name().to_owned();
+    let has_v6 = local_subnets
+        .iter()
+        .chain(peer_subnets)
+        .any(|n| matches!(n, IpNet::V6(_)));
+    for (family, minimum, needed) in [("IPv4", MIN_MTU_V4, true), ("IPv6", MIN_MTU_V6, has_v6)] {
+        if needed && mtu < minimum {
+            return Err(NetdevError::MtuTooSmall {
+                device,
+                mtu,
+                family,
+                minimum,
+            });
+        }
+    }
+    let mut netlink = Netlink::open().map_err(|error| NetdevError::Netlink {
+        device: device.clone(),
+        error,
+    })?;
+    let link = netlink.link(&device).map_err(|error| NetdevError::Link {
+        device: device.clone(),
+        op: LinkOp::Lookup,
+        error,
+    })?;
+    let addresses: Vec<IpAddr> = local_subnets.iter().map(IpNet::network).collect();
+    let mut config = NetConfig {
+        netlink,
+        device,
+        index: link.index,
+        link_before: None,
+        accept_local_before: None,
+        addresses: Vec::new(),
+        routes: Vec::new(),
+        src_v4: addresses.iter().find_map(|a| match a {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        }),
+        src_v6: addresses.iter().find_map(|a| match a {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        }),
+    };
+    match config.apply(link, u32::from(mtu), &addresses, peer_subnets) {
+        Ok(()) => Ok(config),
+        Err(error) => {
+            if let Err(undo) = config.undo() {
+                tracing::warn!(%undo, "could not undo a partial configuration");
+            }
+            Err(error)
+        }
+    }
+}
+
+impl NetConfig {
+    /// The name of the configured device.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// The routes currently added through the device, in the order they were added.
+    pub fn routes(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.routes.iter().map(|(prefix, _)| *prefix)
+    }
+
+    /// Adds a route to `prefix` (host bits cleared) through the device, with the first local
+    /// address of its family as preferred source. Adding a route that this `NetConfig` already
+    /// added does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`NetdevError::Route`], e.g. `EEXIST` if a route to that prefix already exists in the
+    /// main table (through any device).
+    pub fn add_route(&mut self, prefix: IpNet) -> Result<(), NetdevError> {
+        let prefix = prefix.trunc();
+        if self.routes.iter().any(|(p, _)| *p == prefix) {
+            return Ok(());
+        }
+        let src = match prefix {
+            IpNet::V4(_) => self.src_v4.map(IpAddr::V4),
+            IpNet::V6(_) => self.src_v6.map(IpAddr::V6),
+        };
+        let message = route_message(self.index, prefix, src);
+        self.netlink
+            .request(
+                RouteNetlinkMessage::NewRoute(message),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+            .map_err(|error| self.route_error(Change::Add, prefix, error))?;
+        self.routes.push((prefix, src));
+        Ok(())
+    }
+
+    /// Removes the route to `prefix` (host bits cleared) that this `NetConfig` added. A route
+    /// it did not add is left alone, and removing one that is already gone (with its device,
+    /// say) succeeds.
+    ///
+    /// # Errors
+    ///
+    /// [`NetdevError::Route`] if the kernel refused; the route stays recorded, so a later
+    /// [`remove`](Self::remove) tries again.
+    pub fn del_route(&mut self, prefix: IpNet) -> Result<(), NetdevError> {
+        let prefix = prefix.trunc();
+        let Some(i) = self.routes.iter().position(|(p, _)| *p == prefix) else {
+            return Ok(());
+        };
+        let (_, src) = self.routes[i];
+        self.delete_route(prefix, src)?;
+        self.routes.remove(i);
+        Ok(())
+    }
+
+    /// Removes the routes and addresses that [`configure`] and [`add_route`](Self::add_route)
+    /// added, and puts `accept_local`, the MTU and the admin state back as they were. What is
+    /// already gone (the device itself, say) counts as removed.
+    ///
+    /// # Errors
+    ///
+    /// The first failure; every step is tried even after one failed.
+    pub fn remove(mut self) -> Result<(), NetdevError> {
+        self.undo()
+    }
+
+    fn apply(
+        &mut self,
+        link: LinkState,
+        mtu: u32,
+        addresses: &[IpAddr],
+        peer_subnets: &[IpNet],
+    ) -> Result<(), NetdevError> {
+        self.link_before = Some(link);
+        self.set_link(LinkOp::SetMtu(mtu))?;
+        self.set_link(LinkOp::SetUp(true))?;
+
+        let path = accept_local_path(&self.device);
+        let sysctl_error = |error| NetdevError::Sysctl {
+            path: path.clone(),
+            error,
+        };
+        let before = fs::read_to_string(&path).map_err(sysctl_error)?;
+        self.accept_local_before = Some(before.trim().to_owned());
+        fs::write(&path, "1").map_err(sysctl_error)?;
+
+        for &address in addresses {
+            let message = address_message(self.index, address);
+            match self.netlink.request(
+                RouteNetlinkMessage::NewAddress(message),
+                NLM_F_CREATE | NLM_F_EXCL,
+            ) {
+                Ok(_) => self.addresses.push(address),
+                Err(error) if error.raw_os_error() == Some(libc::EEXIST) => {
+                    tracing::debug!(%address, device = %self.device, "address already present");
+                }
+                Err(error) => return Err(self.address_error(Change::Add, address, error)),
+            }
+        }
+
+        for &prefix in peer_subnets {
+            self.add_route(prefix)?;
+        }
+        Ok(())
+    }
+
+    /// Undoes everything recorded, newest first; keeps going after a failure and returns the
+    /// first one.
+    fn undo(&mut self) -> Result<(), NetdevError> {
+        let mut first = None;
+        let mut note = |result: Result<(), NetdevError>| {
+            if let Err(error) = result {
+                tracing::warn!(%error, "cleanup step failed");
+                first.get_or_insert(error);
+            }
+        };
+        while let Some((prefix, src)) = self.routes.pop() {
+            note(self.delete_route(prefix, src));
+        }
+        while let Some(address) = self.addresses.pop() {
+            let message = address_message(self.index, address);
+            let result = self
+                .netlink
+                .request(RouteNetlinkMessage::DelAddress(message), 0)
+                .map(drop);
+            note(match result {
+                Err(e) if already_gone(&e) || e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                    Ok(())
+                }
+                r => r.map_err(|error| self.address_error(Change::Remove, address, error)),
+            });
+        }
+        if let Some(before) = self.accept_local_before.take() {
+            let path = accept_local_path(&self.device);
+            note(match fs::write(&path, before) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r.map_err(|error| NetdevError::Sysctl { path, error }),
+            });
+        }
+        if let Some(before) = self.link_before.take() {
+            // Down first, then the MTU: the reverse order of `apply`.
+            for op in [LinkOp::SetUp(before.up), LinkOp::SetMtu(before.mtu)] {
+                note(match self.set_link(op) {
+                    Err(NetdevError::Link { error, .. }) if already_gone(&error) => Ok(()),
+                    r => r,
+                });
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    fn set_link(&mut self, op: LinkOp) -> Result<(), NetdevError> {
+        let mut message = LinkMessage::default();
+        message.header.index = self.index;
+        match op {
+            LinkOp::Lookup => unreachable!("set_link is only called to change the link"),
+            LinkOp::SetMtu(mtu) => message.attributes.push(LinkAttribute::Mtu(mtu)),
+            LinkOp::SetUp(up) => {
+                message.header.change_mask = LinkFlags::Up;
+                if up {
+                    message.header.flags = LinkFlags::Up;
+                }
+            }
+        }
+        self.netlink
+            .request(RouteNetlinkMessage::SetLink(message), 0)
+            .map(drop)
+            .map_err(|error| NetdevError::Link {
+                device: self.device.clone(),
+                op,
+                error,
+            })
+    }
+
+    fn delete_route(&mut self, prefix: IpNet, src: Option<IpAddr>) -> Result<(), NetdevError> {
+        let message = route_message(self.index, prefix, src);
+        match self
+            .netlink
+            .request(RouteNetlinkMessage::DelRoute(message), 0)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if already_gone(&e) || e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(error) => Err(self.route_error(Change::Remove, prefix, error)),
+        }
+    }
+
+    fn route_error(&self, change: Change, prefix: IpNet, error: io::Error) -> NetdevError {
+        NetdevError::Route {
+            device: self.device.clone(),
+            change,
+            prefix,
+            error,
+        }
+    }
+
+    fn address_error(&self, change: Change, address: IpAddr, error: io::Error) -> NetdevError {
+        NetdevError::Address {
+            device: self.device.clone(),
+            change,
+            address: IpNet::from(address),
+            error,
+        }
+    }
+}
+
+/// The MTU of the underlay path towards `peer`: the MTU of the device of the route to it (or
+/// less, if the kernel learned a smaller path MTU), read with `IP_MTU` / `IPV6_MTU` from a
+/// throwaway UDP socket connected to `peer`. Nothing is sent.
+///
+/// # Errors
+///
+/// No route to `peer` (`ENETUNREACH`), or the socket calls failed; callers fall back to 1500.
+pub fn underlay_mtu(peer: SocketAddr) -> io::Result<u32> {
+    let any: SocketAddr = match peer {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(any)?;
+    socket.connect(peer)?;
+    sockopt::path_mtu(socket.as_fd(), peer.is_ipv6())
+}
+
+/// Whether a failed removal means that the thing is gone already, with its device.
+fn already_gone(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENODEV | libc::ENXIO))
+}
+
+fn accept_local_path(device: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/sys/net/ipv4/conf/{device}/accept_local"))
+}
+
+fn address_message(index: u32, address: IpAddr) -> AddressMessage {
+    let mut message = AddressMessage::default();
+    message.header.family = family(address);
+    message.header.prefix_len = host_prefix_len(address);
+    message.header.index = index;
+    message.header.scope = AddressScope::Universe;
+    message.attributes = vec![
+        AddressAttribute::Local(address),
+        AddressAttribute::Address(address),
+    ];
+    if address.is_ipv6() {
+        // A TUN device does no duplicate address detection, but say so explicitly: a
+        // tentative address could not be a route's preferred source.
+        message
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    message
+}
+
+fn route_message(index: u32, prefix: IpNet, src: Option<IpAddr>) -> RouteMessage {
+    let mut message = RouteMessage::default();
+    message.header.address_family = family(prefix.addr());
+    message.header.destination_prefix_length = prefix.prefix_len();
+    message.header.table = RouteHeader::RT_TABLE_MAIN;
+    message.header.protocol = RouteProtocol::Static;
+    // What `ip route add PREFIX dev DEV` does: link scope for IPv4, universe for IPv6 (which
+    // has no route scopes).
+    message.header.scope = match prefix {
+        IpNet::V4(_) => RouteScope::Link,
+        IpNet::V6(_) => RouteScope::Universe,
+    };
+    message.header.kind = RouteType::Unicast;
+    message
+        .attributes
+        .push(RouteAttribute::Destination(route_address(prefix.addr())));
+    message.attributes.push(RouteAttribute::Oif(index));
+    if let Some(src) = src {
+        message
+            .attributes
+            .push(RouteAttribute::PrefSource(route_address(src)));
+    }
+    message
+}
+
+fn route_address(address: IpAddr) -> RouteAddress {
+    match address {
+        IpAddr::V4(a) => RouteAddress::Inet(a),
+        IpAddr::V6(a) => RouteAddress::Inet6(a),
+    }
+}
+
+fn family(address: IpAddr) -> AddressFamily {
+    match address {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+fn host_prefix_len(address: IpAddr) -> u8 {
+    match address {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+/// A link's index, MTU and admin state.
+#[derive(Debug, Clone, Copy)]
+struct LinkState {
+    index: u32,
+    mtu: u32,
+    up: bool,
+}
+
+/// A synchronous rtnetlink socket: one request at a time, each acknowledged.
+struct Netlink {
+    socket: Socket,
+    sequence: u32,
+}
+
+impl Netlink {
+    fn open() -> io::Result<Netlink> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
+        Ok(Netlink {
+            socket,
+            sequence: 0,
+        })
+    }
+
+    /// Sends `message` with `NLM_F_REQUEST | NLM_F_ACK | flags` and returns the kernel's
+    /// replies: the dumped objects for a dump, the object for a plain get, none for a change.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error (`EEXIST`, `ESRCH`, ...) as an `io::Error` with its OS code, or an
+    /// `InvalidData` error if a reply could not be parsed.
+    fn request(
+        &mut self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.sequence = self.sequence.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        header.sequence_number = self.sequence;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(message));
+        packet.finalize();
+        let mut buf = vec![0; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        self.socket.send(&buf, 0)?;
+
+        let mut replies = Vec::new();
+        loop {
+            let (datagram, _) = self.socket.recv_from_full()?;
+            let mut rest = &datagram[..];
+            while !rest.is_empty() {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                // Messages in one datagram are 4-byte aligned.
+                let length = (reply.header.length as usize).div_ceil(4) * 4;
+                rest = rest.get(length..).unwrap_or_default();
+                if reply.header.sequence_number != self.sequence {
+                    continue; // a late answer to an earlier request
+                }
+                match reply.payload {
+                    NetlinkPayload::InnerMessage(inner) => replies.push(inner),
+                    NetlinkPayload::Error(error) => {
+                        return match error.code {
+                            None => Ok(replies),
+                            Some(_) => Err(error.to_io()),
+                        };
+                    }
+                    NetlinkPayload::Done(done) if done.code < 0 => {
+                        return Err(io::Error::from_raw_os_error(-done.code));
+                    }
+                    NetlinkPayload::Done(_) => return Ok(replies),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The index, MTU and admin state of the link `name`.
+    fn link(&mut self, name: &str) -> io::Result<LinkState> {
+        let mut message = LinkMessage::default();
+        message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_owned()));
+        let replies = self.request(RouteNetlinkMessage::GetLink(message), 0)?;
+        replies
+            .into_iter()
+            .find_map(|reply| match reply {
+                RouteNetlinkMessage::NewLink(link) => Some(LinkState {
+                    index: link.header.index,
+                    up: link.header.flags.contains(LinkFlags::Up),
+                    mtu: link.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::Mtu(mtu) => Some(*mtu),
+                        _ => None,
+                    })?,
+                }),
+                _ => None,
+            })
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no link in the reply"))
+    }
+}

@@ -1,1 +1,3 @@
 //! Every `unsafe` block of the crate lives below this module.
+
+pub mod sockopt;
