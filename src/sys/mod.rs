@@ -1,3 +1,22 @@
 //! Every `unsafe` block of the crate lives below this module.
 
+pub mod mmsg;
 pub mod sockopt;
+pub mod udp;
+pub mod uring;
+
+use std::net::SocketAddr;
+
+/// The IP socket address the kernel wrote into `storage` (`len` bytes), if it is one.
+fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let mut raw = socket2::SockAddrStorage::zeroed();
+    let len = len.min(std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t);
+    // SAFETY: SockAddrStorage is a transparent wrapper of sockaddr_storage, so viewing it as one
+    // is exact; the copy is a plain value copy; `len` is clamped to the storage size, and the
+    // bytes up to it were written by the kernel as one socket address.
+    let addr = unsafe {
+        *raw.view_as::<libc::sockaddr_storage>() = *storage;
+        socket2::SockAddr::new(raw, len)
+    };
+    addr.as_socket()
+}

@@ -1,0 +1,201 @@
+//! The io_uring engine: every TUN read, TUN write, `sendmsg` and `recvmsg` is a queued
+//! operation on a slot the ring owns; one `io_uring_enter` submits a whole batch and collects
+//! whatever has completed.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use datapath::{decapsulate, DropReason, Egress, Ingress, LocalCounters};
+
+use super::{for_each_peer_run, Ctx, DropLog, Outgoing, BATCH, SLOT_SIZE, TICK};
+use crate::sys::uring::{Completion, Op, Ring};
+
+/// Slots per ring: reads (or receives) kept in flight plus room for sends and writes in flight.
+const SLOTS: usize = 4 * BATCH;
+const ENTRIES: u32 = 2 * SLOTS as u32;
+
+/// Whether io_uring can be set up here (a ring of the size the loops use).
+pub fn probe() -> io::Result<()> {
+    Ring::new(ENTRIES, 1, 64).map(drop)
+}
+
+/// Slots not in flight, as a stack.
+struct FreeSlots(Vec<u16>);
+
+impl FreeSlots {
+    fn all(n: usize) -> Self {
+        FreeSlots((0..n as u16).rev().collect())
+    }
+    fn pop(&mut self) -> Option<usize> {
+        self.0.pop().map(usize::from)
+    }
+    fn push(&mut self, slot: usize) {
+        self.0.push(slot as u16);
+    }
+}
+
+/// TUN → peers, until the stop flag is set.
+///
+/// Keeps up to [`BATCH`] TUN reads in flight; each round decides every completed read, queues
+/// the sends grouped by peer (and any ICMP error back into the TUN), re-arms the reads, and
+/// submits it all with one `io_uring_enter`.
+pub fn egress(ctx: Ctx) -> io::Result<()> {
+    let mut ring = Ring::new(ENTRIES, SLOTS, SLOT_SIZE)?;
+    let tun: RawFd = ctx.tun.as_raw_fd();
+    let udp: RawFd = ctx.udp.as_raw_fd();
+    let mut enc = ctx.encapsulator();
+    let mut free = FreeSlots::all(SLOTS);
+    let mut reads = 0usize;
+    let mut done: Vec<Completion> = Vec::with_capacity(2 * SLOTS);
+    let mut ready: Vec<(usize, usize)> = Vec::with_capacity(SLOTS);
+    let mut sends: Vec<Outgoing> = Vec::with_capacity(SLOTS);
+    let mut reply = vec![0u8; datapath::icmp::MAX_LEN];
+    let mut local = LocalCounters::default();
+    let mut log = DropLog::new("egress");
+
+    while !ctx.stopped() {
+        while reads < BATCH {
+            let Some(slot) = free.pop() else { break };
+            ring.read(tun, slot)?;
+            reads += 1;
+        }
+        ring.submit_and_wait(TICK)?;
+        done.clear();
+        ring.completions(&mut done);
+
+        ready.clear();
+        for c in &done {
+            match c.op {
+                Op::Read => {
+                    reads -= 1;
+                    if c.result > 0 {
+                        ready.push((c.slot, c.result as usize));
+                        continue;
+                    }
+                    if c.result < 0 && c.result != -libc::EAGAIN && c.result != -libc::EINTR {
+                        local.drop(DropReason::Malformed);
+                        tracing::debug!("TUN read failed: {}", io::Error::from_raw_os_error(-c.result));
+                    }
+                }
+                Op::Send => {
+                    if c.result >= 0 {
+                        local.tx_packets += 1;
+                        local.tx_bytes += c.result as u64;
+                    } else {
+                        local.drop(DropReason::SendError);
+                    }
+                }
+                Op::Write => {
+                    if c.result >= 0 {
+                        local.icmp_sent += 1;
+                    }
+                }
+                Op::Recv => {}
+            }
+            free.push(c.slot);
+        }
+        if ready.is_empty() {
+            continue;
+        }
+
+        let table = ctx.table.load();
+        let now = ctx.now_ns();
+        sends.clear();
+        for (seq, &(slot, len)) in ready.iter().enumerate() {
+            match enc.encapsulate(&table, &mut ring.buf_mut(slot)[..len], &mut reply, now) {
+                Egress::Send(peer) => {
+                    sends.push(Outgoing { peer, seq: seq as u16, slot: slot as u16, len: len as u16 });
+                    continue;
+                }
+                Egress::Reply { len: rlen, reason } => {
+                    local.drop(reason);
+                    ring.buf_mut(slot)[..rlen].copy_from_slice(&reply[..rlen]);
+                    ring.write(tun, slot, rlen)?;
+                    continue;
+                }
+                Egress::Drop(reason) => local.drop(reason),
+            }
+            free.push(slot);
+        }
+        let mut res = Ok(());
+        for_each_peer_run(&ctx, &table, &mut sends, |addr, run| {
+            for o in run {
+                if res.is_ok() {
+                    res = ring.send_to(udp, usize::from(o.slot), usize::from(o.len), addr);
+                }
+            }
+        });
+        res?;
+        log.note(&local);
+        ctx.counters.absorb(&mut local);
+    }
+    Ok(())
+}
+
+/// Peers → TUN, until the stop flag is set.
+///
+/// Keeps up to [`BATCH`] receives in flight; each round checks every received datagram, queues
+/// the TUN writes of those that pass, re-arms the receives, and submits it all at once.
+pub fn ingress(ctx: Ctx) -> io::Result<()> {
+    let mut ring = Ring::new(ENTRIES, SLOTS, SLOT_SIZE)?;
+    let tun: RawFd = ctx.tun.as_raw_fd();
+    let udp: RawFd = ctx.udp.as_raw_fd();
+    let mut free = FreeSlots::all(SLOTS);
+    let mut recvs = 0usize;
+    let mut done: Vec<Completion> = Vec::with_capacity(2 * SLOTS);
+    let mut local = LocalCounters::default();
+    let mut log = DropLog::new("ingress");
+
+    while !ctx.stopped() {
+        while recvs < BATCH {
+            let Some(slot) = free.pop() else { break };
+            ring.recv_from(udp, slot)?;
+            recvs += 1;
+        }
+        ring.submit_and_wait(TICK)?;
+        done.clear();
+        ring.completions(&mut done);
+        if done.is_empty() {
+            continue;
+        }
+
+        let table = ctx.table.load();
+        for c in &done {
+            match c.op {
+                Op::Recv => {
+                    recvs -= 1;
+                    if c.result >= 0 {
+                        let len = c.result as usize;
+                        let verdict = match ring.source(c.slot) {
+                            Some((from, false)) => decapsulate(&table, from, &ring.buf(c.slot)[..len]),
+                            Some((_, true)) => Ingress::Drop(DropReason::Malformed),
+                            None => Ingress::Drop(DropReason::UnknownPeer),
+                        };
+                        match verdict {
+                            Ingress::Deliver => {
+                                ring.write(tun, c.slot, len)?;
+                                continue;
+                            }
+                            Ingress::Drop(reason) => local.drop(reason),
+                        }
+                    } else if c.result < 0 && c.result != -libc::EAGAIN && c.result != -libc::EINTR {
+                        tracing::debug!("UDP receive failed: {}", io::Error::from_raw_os_error(-c.result));
+                    }
+                }
+                Op::Write => {
+                    if c.result >= 0 {
+                        local.rx_packets += 1;
+                        local.rx_bytes += c.result as u64;
+                    } else {
+                        local.drop(DropReason::TunWriteError);
+                    }
+                }
+                Op::Read | Op::Send => {}
+            }
+            free.push(c.slot);
+        }
+        log.note(&local);
+        ctx.counters.absorb(&mut local);
+    }
+    Ok(())
+}
