@@ -63,3 +63,82 @@ impl TokenBucket {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+    const T0: u64 = 1_000 * SEC;
+
+    fn take_all(b: &mut TokenBucket, now: u64) -> u32 {
+        let mut n = 0;
+        while b.allow(now) {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn starts_full_and_bursts() {
+        let mut b = TokenBucket::new(10, 5);
+        assert_eq!(take_all(&mut b, T0), 5);
+        assert!(!b.allow(T0));
+    }
+
+    #[test]
+    fn refills_at_rate_up_to_burst() {
+        let mut b = TokenBucket::new(10, 5);
+        take_all(&mut b, T0);
+        // 100 ms at 10/s is one token.
+        assert!(!b.allow(T0 + SEC / 10 - 1));
+        assert!(b.allow(T0 + SEC / 10));
+        assert!(!b.allow(T0 + SEC / 10));
+        // A long pause refills only up to the burst.
+        assert_eq!(take_all(&mut b, T0 + 3600 * SEC), 5);
+    }
+
+    #[test]
+    fn frequent_calls_lose_no_fractions() {
+        // 1000/s with a call every 999 ns for one second: close to 1000 tokens, not half.
+        let mut b = TokenBucket::new(1000, 1);
+        take_all(&mut b, T0);
+        let mut allowed = 0;
+        let mut now = T0;
+        while now < T0 + SEC {
+            now += 999;
+            allowed += u32::from(b.allow(now));
+        }
+        assert!((999..=1001).contains(&allowed), "{allowed}");
+    }
+
+    #[test]
+    fn backwards_clock_adds_nothing() {
+        let mut b = TokenBucket::new(1, 1);
+        assert!(b.allow(T0));
+        assert!(!b.allow(T0 - SEC));
+        assert!(!b.allow(T0 - 2 * SEC));
+        assert!(!b.allow(T0));
+        assert!(b.allow(T0 + SEC));
+    }
+
+    #[test]
+    fn zero_rate_and_zero_burst() {
+        let mut b = TokenBucket::new(0, 2);
+        assert_eq!(take_all(&mut b, T0), 2);
+        assert!(!b.allow(T0 + 3600 * SEC));
+        let mut b = TokenBucket::new(100, 0);
+        assert!(!b.allow(T0));
+        assert!(!b.allow(T0 + SEC));
+    }
+
+    #[test]
+    fn extreme_values_do_not_overflow() {
+        let mut b = TokenBucket::new(u32::MAX, u32::MAX);
+        assert!(b.allow(0));
+        assert!(b.allow(u64::MAX));
+        let mut b = TokenBucket::new(u32::MAX, 1);
+        assert!(b.allow(u64::MAX));
+        assert!(!b.allow(u64::MAX));
+    }
+}

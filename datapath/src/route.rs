@@ -242,3 +242,352 @@ impl SharedTable {
         self.current.store(Arc::new(table));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+    fn route(prefix: &str, peer: &str) -> Route {
+        Route {
+            prefix: net(prefix),
+            peer: sa(peer),
+        }
+    }
+    fn peer_addr(t: &Table, dst: &str) -> Option<SocketAddr> {
+        t.lookup(ip(dst)).map(|id| t.peer(id).addr)
+    }
+
+    #[test]
+    fn peers_are_deduplicated() {
+        let t = Table::new(
+            &[net("198.19.1.0/24")],
+            &[
+                route("198.19.2.0/24", "198.18.0.2:8285"),
+                route("fd19:0:0:2::/64", "198.18.0.2:8285"),
+                route("198.19.3.0/24", "198.18.0.3:8285"),
+                // Same IP, other port: another peer.
+                route("198.19.4.0/24", "198.18.0.3:8286"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(t.peers().len(), 3);
+        let p2 = t.lookup(ip("198.19.2.1")).unwrap();
+        assert_eq!(t.lookup(ip("fd19:0:0:2::9")), Some(p2));
+        assert_eq!(t.peer(p2).addr, sa("198.18.0.2:8285"));
+        assert_eq!(t.peer_by_addr(sa("198.18.0.2:8285")), Some(p2));
+        assert_ne!(t.lookup(ip("198.19.3.1")), t.lookup(ip("198.19.4.1")));
+        assert_eq!(t.peer_by_addr(sa("198.18.0.2:8286")), None);
+        assert_eq!(t.peer_by_addr(sa("198.18.0.9:8285")), None);
+        for (i, p) in t.peers().iter().enumerate() {
+            assert_eq!(t.peer_by_addr(p.addr), Some(PeerId(i as u32)));
+        }
+    }
+
+    #[test]
+    fn v4_mapped_peer_addresses_are_ipv4() {
+        let t = Table::new(
+            &[],
+            &[
+                route("198.19.2.0/24", "[::ffff:198.18.0.2]:8285"),
+                route("198.19.3.0/24", "198.18.0.2:8285"),
+                route("198.19.4.0/24", "[fd18::4]:8285"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(t.peers().len(), 2);
+        let id = t.lookup(ip("198.19.2.1")).unwrap();
+        assert_eq!(t.lookup(ip("198.19.3.1")), Some(id));
+        assert_eq!(t.peer(id).addr, sa("198.18.0.2:8285"));
+        // A dual-stack socket reports IPv4 senders as mapped addresses.
+        assert_eq!(t.peer_by_addr(sa("[::ffff:198.18.0.2]:8285")), Some(id));
+        assert_eq!(t.peer_by_addr(sa("198.18.0.2:8285")), Some(id));
+        // Routes keep the spelling they were given.
+        assert!(t
+            .routes()
+            .contains(&route("198.19.2.0/24", "[::ffff:198.18.0.2]:8285")));
+
+        // Flow info (and the scope id of a global address) do not identify a peer.
+        let v6 = t.lookup(ip("198.19.4.1")).unwrap();
+        let ip6: Ipv6Addr = "fd18::4".parse().unwrap();
+        let with_flow = SocketAddr::V6(SocketAddrV6::new(ip6, 8285, 0xabcde, 3));
+        assert_eq!(t.peer_by_addr(with_flow), Some(v6));
+    }
+
+    #[test]
+    fn link_local_peers_keep_their_scope() {
+        let ll: Ipv6Addr = "fe80::2".parse().unwrap();
+        let on_if2 = SocketAddr::V6(SocketAddrV6::new(ll, 8285, 0, 2));
+        let t = Table::new(
+            &[],
+            &[Route {
+                prefix: net("198.19.2.0/24"),
+                peer: on_if2,
+            }],
+        )
+        .unwrap();
+        assert!(t.peer_by_addr(on_if2).is_some());
+        assert_eq!(
+            t.peer_by_addr(SocketAddr::V6(SocketAddrV6::new(ll, 8285, 0, 3))),
+            None
+        );
+    }
+
+    #[test]
+    fn lpm_ipv4_nested() {
+        let t = Table::new(
+            &[],
+            &[
+                route("198.0.0.0/8", "198.18.0.8:1"),
+                route("198.19.0.0/16", "198.18.0.16:1"),
+                route("198.19.7.0/24", "198.18.0.24:1"),
+                route("198.19.7.7/32", "198.18.0.32:1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(peer_addr(&t, "198.1.2.3"), Some(sa("198.18.0.8:1")));
+        assert_eq!(peer_addr(&t, "198.19.8.1"), Some(sa("198.18.0.16:1")));
+        assert_eq!(peer_addr(&t, "198.19.7.0"), Some(sa("198.18.0.24:1")));
+        assert_eq!(peer_addr(&t, "198.19.7.6"), Some(sa("198.18.0.24:1")));
+        assert_eq!(peer_addr(&t, "198.19.7.8"), Some(sa("198.18.0.24:1")));
+        assert_eq!(peer_addr(&t, "198.19.7.255"), Some(sa("198.18.0.24:1")));
+        assert_eq!(peer_addr(&t, "198.19.7.7"), Some(sa("198.18.0.32:1")));
+        assert_eq!(peer_addr(&t, "199.19.7.7"), None);
+        assert_eq!(peer_addr(&t, "0.0.0.0"), None);
+        // A v4-mapped IPv6 destination is IPv6, and there is no IPv6 route.
+        assert_eq!(peer_addr(&t, "::ffff:198.19.7.7"), None);
+    }
+
+    #[test]
+    fn lpm_ipv6_nested() {
+        let t = Table::new(
+            &[],
+            &[
+                route("fd19:0:1::/48", "[fd18::48]:1"),
+                route("fd19:0:1:2::/64", "[fd18::64]:1"),
+                route("fd19:0:1:2::5/128", "[fd18::128]:1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(peer_addr(&t, "fd19:0:1:3::5"), Some(sa("[fd18::48]:1")));
+        assert_eq!(
+            peer_addr(&t, "fd19:0:1:ffff:ffff::"),
+            Some(sa("[fd18::48]:1"))
+        );
+        assert_eq!(peer_addr(&t, "fd19:0:1:2::4"), Some(sa("[fd18::64]:1")));
+        assert_eq!(
+            peer_addr(&t, "fd19:0:1:2:ffff::5"),
+            Some(sa("[fd18::64]:1"))
+        );
+        assert_eq!(peer_addr(&t, "fd19:0:1:2::5"), Some(sa("[fd18::128]:1")));
+        assert_eq!(peer_addr(&t, "fd19:0:2::5"), None);
+        assert_eq!(peer_addr(&t, "198.19.1.1"), None);
+    }
+
+    #[test]
+    fn default_routes() {
+        let t = Table::new(
+            &[net("fd19:0:0:1::/64")],
+            &[
+                route("0.0.0.0/0", "198.18.0.1:8285"),
+                route("198.19.2.0/24", "198.18.0.2:8285"),
+                route("fd18:0:5::/48", "[fd18::3]:8285"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(peer_addr(&t, "198.19.2.200"), Some(sa("198.18.0.2:8285")));
+        assert_eq!(peer_addr(&t, "198.19.3.1"), Some(sa("198.18.0.1:8285")));
+        assert_eq!(peer_addr(&t, "0.0.0.0"), Some(sa("198.18.0.1:8285")));
+        assert_eq!(
+            peer_addr(&t, "255.255.255.255"),
+            Some(sa("198.18.0.1:8285"))
+        );
+        assert_eq!(peer_addr(&t, "fd18:0:5:2::1"), Some(sa("[fd18::3]:8285")));
+        assert_eq!(peer_addr(&t, "fd19:0:0:2::1"), None);
+
+        let t = Table::new(&[], &[route("::/0", "[fd18::1]:8285")]).unwrap();
+        assert_eq!(peer_addr(&t, "fd19::1"), Some(sa("[fd18::1]:8285")));
+        assert_eq!(peer_addr(&t, "198.19.3.1"), None);
+    }
+
+    #[test]
+    fn lookup_matches_a_naive_scan() {
+        // Deterministic pseudo-random routes inside 198.18.0.0/15 of every length 15..=32.
+        let mut x: u32 = 0x2545_f491;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
+        let mut routes = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        while routes.len() < 300 {
+            let len = 15 + (next() % 18) as u8;
+            let addr = Ipv4Addr::from(base | (next() & 0x1_ffff));
+            let prefix = IpNet::V4(Ipv4Net::new(addr, len).unwrap().trunc());
+            if seen.insert(prefix) {
+                let peer = SocketAddr::from(([198, 18, 0, (routes.len() % 200) as u8 + 1], 8285));
+                routes.push(Route { prefix, peer });
+            }
+        }
+        let t = Table::new(&[], &routes).unwrap();
+        for _ in 0..20_000 {
+            let addr = IpAddr::V4(Ipv4Addr::from(base | (next() & 0x1_ffff)));
+            let naive = routes
+                .iter()
+                .filter(|r| r.prefix.contains(&addr))
+                .max_by_key(|r| r.prefix.prefix_len())
+                .map(|r| r.peer);
+            assert_eq!(t.lookup(addr).map(|id| t.peer(id).addr), naive, "{addr}");
+        }
+    }
+
+    #[test]
+    fn local_subnets_and_router_addr() {
+        let t = Table::new(
+            &[
+                net("198.19.1.0/24"),
+                net("fd19:0:0:1::/64"),
+                net("198.19.9.0/24"),
+            ],
+            &[route("198.19.2.0/24", "198.18.0.2:8285")],
+        )
+        .unwrap();
+        assert!(t.is_local(ip("198.19.1.0")));
+        assert!(t.is_local(ip("198.19.1.255")));
+        assert!(t.is_local(ip("198.19.9.4")));
+        assert!(t.is_local(ip("fd19:0:0:1:ffff::1")));
+        assert!(!t.is_local(ip("198.19.2.1")));
+        assert!(!t.is_local(ip("fd19:0:0:2::1")));
+        assert!(!t.is_local(ip("::ffff:198.19.1.1")));
+        assert_eq!(t.router_addr(false), Some(ip("198.19.1.0")));
+        assert_eq!(t.router_addr(true), Some(ip("fd19:0:0:1::")));
+        assert_eq!(t.local_subnets().len(), 3);
+        assert_eq!(t.routes(), vec![route("198.19.2.0/24", "198.18.0.2:8285")]);
+
+        let t = Table::new(&[net("fd19:0:0:1::/64")], &[]).unwrap();
+        assert_eq!(t.router_addr(false), None);
+        assert!(t.peers().is_empty());
+        assert_eq!(t.lookup(ip("198.19.1.1")), None);
+    }
+
+    #[test]
+    fn validation_errors() {
+        let locals = [net("198.19.1.0/24"), net("fd19:0:0:1::/64")];
+        let err = |locals: &[IpNet], routes: &[Route]| Table::new(locals, routes).unwrap_err();
+
+        assert_eq!(
+            err(&[net("198.19.1.1/24")], &[]),
+            TableError::HostBitsSet(net("198.19.1.1/24"))
+        );
+        assert_eq!(
+            err(&locals, &[route("198.19.2.7/24", "198.18.0.2:1")]),
+            TableError::HostBitsSet(net("198.19.2.7/24"))
+        );
+        assert_eq!(
+            err(&locals, &[route("fd19:0:0:2::1/64", "198.18.0.2:1")]),
+            TableError::HostBitsSet(net("fd19:0:0:2::1/64"))
+        );
+        assert_eq!(
+            err(
+                &locals,
+                &[
+                    route("198.19.2.0/24", "198.18.0.2:1"),
+                    route("198.19.2.0/24", "198.18.0.3:1")
+                ]
+            ),
+            TableError::Duplicate(net("198.19.2.0/24"))
+        );
+        assert_eq!(
+            err(
+                &locals,
+                &[
+                    route("fd19:0:0:2::/64", "198.18.0.2:1"),
+                    route("fd19:0:0:2::/64", "198.18.0.2:1")
+                ]
+            ),
+            TableError::Duplicate(net("fd19:0:0:2::/64"))
+        );
+        // Inside, equal to, and covering a local subnet.
+        for prefix in [
+            "198.19.1.128/25",
+            "198.19.1.0/24",
+            "198.18.0.0/15",
+            "0.0.0.0/0",
+        ] {
+            assert_eq!(
+                err(&locals, &[route(prefix, "198.18.0.2:1")]),
+                TableError::OverlapsLocal {
+                    route: net(prefix),
+                    local: net("198.19.1.0/24")
+                }
+            );
+        }
+        assert_eq!(
+            err(&locals, &[route("::/0", "198.18.0.2:1")]),
+            TableError::OverlapsLocal {
+                route: net("::/0"),
+                local: net("fd19:0:0:1::/64")
+            }
+        );
+        assert_eq!(
+            err(
+                &[net("198.19.0.0/16"), net("fd19::/16"), net("198.19.4.0/24")],
+                &[]
+            ),
+            TableError::LocalOverlap(net("198.19.0.0/16"), net("198.19.4.0/24"))
+        );
+        assert_eq!(
+            err(&[net("198.19.1.0/24"), net("198.19.1.0/24")], &[]),
+            TableError::LocalOverlap(net("198.19.1.0/24"), net("198.19.1.0/24"))
+        );
+        for peer in [
+            "0.0.0.0:8285",
+            "[::]:8285",
+            "224.0.0.1:8285",
+            "[ff02::1]:8285",
+            "255.255.255.255:8285",
+            "198.18.0.2:0",
+            "[::ffff:0.0.0.0]:8285",
+        ] {
+            assert_eq!(
+                err(&locals, &[route("198.19.2.0/24", peer)]),
+                TableError::BadPeer(sa(peer)),
+                "{peer}"
+            );
+        }
+        // Messages name the problem.
+        assert_eq!(
+            TableError::HostBitsSet(net("198.19.1.1/24")).to_string(),
+            "prefix 198.19.1.1/24 has host bits set (did you mean 198.19.1.0/24?)"
+        );
+    }
+
+    #[test]
+    fn shared_table_publishes_atomically() {
+        let shared = SharedTable::new(Table::new(&[net("198.19.1.0/24")], &[]).unwrap());
+        let old = shared.snapshot();
+        assert_eq!(shared.load().lookup(ip("198.19.2.1")), None);
+        shared.publish(
+            Table::new(
+                &[net("198.19.1.0/24")],
+                &[route("198.19.2.0/24", "198.18.0.2:8285")],
+            )
+            .unwrap(),
+        );
+        assert!(shared.load().lookup(ip("198.19.2.1")).is_some());
+        assert_eq!(old.lookup(ip("198.19.2.1")), None);
+    }
+}
