@@ -1,12 +1,63 @@
 //! tundra's settings: from `tundra run` flags, a TOML file (`--config`), or both (flags win).
 //! Validated completely before anything is configured.
+//!
+//! # The config file
+//!
+//! Every flag of `tundra run` has a key; all keys are optional and unknown keys are an error.
+//! `peers` uses the flag's own `CIDR=ADDR[:PORT]` syntax, one string per prefix:
+//!
+//! ```toml
+//! tun = "tundra0"                 # --tun
+//! listen = "0.0.0.0:8285"         # --listen
+//! local_subnets = ["10.1.0.0/16"] # --local-subnet, repeated
+//! peers = [                       # --peer, repeated
+//!     "10.2.0.0/16=192.0.2.2:8285",
+//!     "fd00:2::/64=[2001:db8::2]", # port omitted: 8285
+//! ]
+//! encap = "udp"                   # --encap
+//! mtu = 1472                      # --mtu (omit: the underlay MTU less the overhead)
+//! io = "auto"                     # --io
+//! configure = true                # false: --no-configure
+//! ```
+//!
+//! A flag given on the command line overrides the file's key; a repeated flag (`--peer`,
+//! `--local-subnet`) replaces the file's whole list.
+//!
+//! # Validation
+//!
+//! [`Config::from_file_and_flags`] rejects, naming the offending value: malformed or
+//! non-canonical CIDRs (host bits set), no local subnet, overlapping local subnets, peer
+//! subnets that overlap a local subnet or are routed twice, an MTU outside 576..=65535 (1280
+//! minimum when any subnet is IPv6), a TUN name the kernel would refuse, a peer address that is
+//! not unicast or has port 0, and a peer address family the listen socket cannot reach.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use datapath::Route;
 
 /// Port of flannel's UDP backend, tundra's default.
 pub const DEFAULT_PORT: u16 = 8285;
+
+/// Default TUN device name.
+pub const DEFAULT_TUN: &str = "tundra0";
+
+/// Default listen address: every IPv4 address, port [`DEFAULT_PORT`].
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT);
+
+/// Smallest MTU accepted (the IPv4 minimum datagram every host must accept).
+pub const MIN_MTU: u16 = 576;
+
+/// Smallest MTU accepted when any overlay subnet is IPv6 (the IPv6 minimum link MTU).
+pub const MIN_MTU_IPV6: u16 = 1280;
 
 /// Encapsulation format. `udp`: the UDP payload is the inner IP packet (flannel's format).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -14,6 +65,25 @@ pub const DEFAULT_PORT: u16 = 8285;
 pub enum Encap {
     #[default]
     Udp,
+}
+
+impl FromStr for Encap {
+    type Err = Problem;
+
+    fn from_str(s: &str) -> Result<Self, Problem> {
+        match s {
+            "udp" => Ok(Encap::Udp),
+            _ => Err(Problem::UnknownEncap),
+        }
+    }
+}
+
+impl fmt::Display for Encap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Encap::Udp => "udp",
+        })
+    }
 }
 
 /// Which I/O engine drives the hot loops.
@@ -26,6 +96,29 @@ pub enum IoMode {
     Uring,
     /// Readiness (mio/epoll) with sendmmsg/recvmmsg.
     Poll,
+}
+
+impl FromStr for IoMode {
+    type Err = Problem;
+
+    fn from_str(s: &str) -> Result<Self, Problem> {
+        match s {
+            "auto" => Ok(IoMode::Auto),
+            "uring" => Ok(IoMode::Uring),
+            "poll" => Ok(IoMode::Poll),
+            _ => Err(Problem::UnknownIo),
+        }
+    }
+}
+
+impl fmt::Display for IoMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IoMode::Auto => "auto",
+            IoMode::Uring => "uring",
+            IoMode::Poll => "poll",
+        })
+    }
 }
 
 /// A complete, validated configuration of one dataplane.
@@ -45,4 +138,1195 @@ pub struct Config {
     pub io: IoMode,
     /// Whether tundra sets up the TUN's MTU, addresses and routes (`--no-configure`: false).
     pub configure: bool,
+}
+
+/// The `tundra run` flags as given, unparsed: `None` or empty when a flag is absent, so that
+/// the config file's value applies. `cli::RunArgs` converts into this.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub tun: Option<String>,
+    pub listen: Option<String>,
+    pub local_subnets: Vec<String>,
+    pub peers: Vec<String>,
+    pub encap: Option<String>,
+    pub mtu: Option<String>,
+    pub io: Option<String>,
+    pub no_configure: bool,
+    /// `--config FILE`.
+    pub config: Option<PathBuf>,
+}
+
+/// Where a setting came from, to name it in an error message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A command-line flag, e.g. `--peer`.
+    Flag(&'static str),
+    /// A key of the config file; `line` counts from 1.
+    File {
+        path: PathBuf,
+        line: usize,
+        key: &'static str,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Flag(flag) => f.write_str(flag),
+            Origin::File { path, line, key } => {
+                write!(f, "config {} line {line}: {key}", path.display())
+            }
+        }
+    }
+}
+
+/// Why a configuration was rejected. Each displays as one line that names the offending value
+/// and where it came from (flag, or config file and line).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The `--config` file could not be read.
+    #[error("cannot read config {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML, has an unknown key or a value of the wrong type.
+    #[error("config {}{}: {message}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    File {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    /// One value is malformed or conflicts with another.
+    #[error("{0}")]
+    Invalid(Box<InvalidValue>),
+    /// Neither `--local-subnet` nor `local_subnets` gave a subnet.
+    #[error("no local subnet: give --local-subnet CIDR at least once (or local_subnets in the config file)")]
+    NoLocalSubnet,
+}
+
+/// A rejected value, where it came from, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidValue {
+    pub origin: Origin,
+    /// The value as given.
+    pub value: String,
+    pub problem: Problem,
+}
+
+impl fmt::Display for InvalidValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.origin,
+            Shown(&self.value),
+            self.problem
+        )
+    }
+}
+
+/// What is wrong with one value. Returned alone by the `parse_*` functions, which do not know
+/// where the value came from; [`ConfigError::Invalid`] adds that.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("missing prefix length (write CIDRs as ADDR/LEN, e.g. 10.1.0.0/16)")]
+    MissingPrefixLength,
+    #[error("invalid prefix length {len} (at most {max} for IPv{family})", family = if *.max == 32 { 4 } else { 6 })]
+    InvalidPrefixLength { len: String, max: u8 },
+    #[error("invalid IP address {0:?}")]
+    InvalidIp(String),
+    #[error("host bits are set (did you mean {0}?)")]
+    HostBitsSet(IpNet),
+    #[error("expected CIDR=ADDR[:PORT], e.g. 10.2.0.0/16=192.0.2.2:8285")]
+    MissingEndpoint,
+    #[error("invalid address {0:?} (expected IPv4 ADDR[:PORT] or [IPv6][:PORT]; host names are not resolved)")]
+    InvalidAddress(String),
+    #[error("IPv6 address needs brackets: [{0}] or [{0}]:PORT")]
+    UnbracketedIpv6(Ipv6Addr),
+    #[error("invalid port {0:?} (expected 1..=65535)")]
+    InvalidPort(String),
+    #[error("port 0 is not allowed")]
+    PortZero,
+    #[error("{0} is not a unicast address")]
+    NotUnicast(IpAddr),
+    #[error(
+        "the unspecified address {0} cannot be a peer (give the peer node's underlay address)"
+    )]
+    Unspecified(IpAddr),
+    #[error("invalid number (expected an MTU in bytes, e.g. 1400)")]
+    InvalidNumber,
+    #[error("MTU out of range (allowed {min}..=65535{why})", why = if *.min == MIN_MTU_IPV6 { ", 1280 minimum because an IPv6 subnet is configured" } else { "" })]
+    MtuOutOfRange { min: u16 },
+    #[error("TUN name must be 1 to 15 bytes long")]
+    TunNameLength,
+    #[error("TUN name must not contain {0:?}")]
+    TunNameChar(char),
+    #[error("TUN name must not be \".\" or \"..\"")]
+    TunNameDots,
+    #[error("unknown encapsulation (supported: udp)")]
+    UnknownEncap,
+    #[error("unknown I/O engine (expected auto, uring or poll)")]
+    UnknownIo,
+    #[error("overlaps local subnet {0}")]
+    OverlapsLocal(IpNet),
+    #[error("subnet {prefix} is already routed to {peer}")]
+    Duplicate { prefix: IpNet, peer: SocketAddr },
+    #[error("IPv6 peer address, but the listen address {0} is IPv4 (listen on [::]:PORT to reach both families)")]
+    Ipv6PeerIpv4Listen(SocketAddr),
+    #[error(
+        "IPv4 peer address, but the listen address {0} is IPv6 (only [::] reaches both families)"
+    )]
+    Ipv4PeerIpv6Listen(SocketAddr),
+    #[error("{0} is not a usable local address (multicast or broadcast)")]
+    BadListen(IpAddr),
+}
+
+/// Displays a value as given, quoted when it would otherwise be invisible or ambiguous.
+struct Shown<'a>(&'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() || self.0.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            write!(f, "{:?}", self.0)
+        } else {
+            f.write_str(self.0)
+        }
+    }
+}
+
+/// The config file's keys. Each value keeps its position, for error messages.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKeys {
+    tun: Option<Spanned<String>>,
+    listen: Option<Spanned<String>>,
+    local_subnets: Option<Vec<Spanned<String>>>,
+    peers: Option<Vec<Spanned<String>>>,
+    encap: Option<Spanned<String>>,
+    mtu: Option<Spanned<i64>>,
+    io: Option<Spanned<String>>,
+    configure: Option<bool>,
+}
+
+/// One raw setting and where it came from.
+struct Raw {
+    text: String,
+    origin: Origin,
+}
+
+impl Raw {
+    fn error(&self, problem: Problem) -> ConfigError {
+        ConfigError::Invalid(Box::new(InvalidValue {
+            origin: self.origin.clone(),
+            value: self.text.clone(),
+            problem,
+        }))
+    }
+
+    fn parse<T>(&self, parse: impl FnOnce(&str) -> Result<T, Problem>) -> Result<T, ConfigError> {
+        parse(&self.text).map_err(|p| self.error(p))
+    }
+}
+
+/// The config file, parsed, with what it takes to name a position in it.
+struct File<'a> {
+    path: &'a Path,
+    text: &'a str,
+    keys: FileKeys,
+}
+
+impl File<'_> {
+    fn line(&self, offset: usize) -> usize {
+        line_of(self.text, offset)
+    }
+
+    fn raw(&self, key: &'static str, value: &Spanned<String>) -> Raw {
+        Raw {
+            text: value.get_ref().clone(),
+            origin: Origin::File {
+                path: self.path.to_owned(),
+                line: self.line(value.span().start),
+                key,
+            },
+        }
+    }
+}
+
+/// 1-based line number of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+impl Config {
+    /// Builds the configuration from `tundra run`'s flags, reading the `--config` file if one
+    /// is given. The only I/O is reading that file; see [`Config::from_file_and_flags`].
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] if the file cannot be read, otherwise as `from_file_and_flags`.
+    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        match &flags.config {
+            None => Config::from_file_and_flags(None, flags),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Config::from_file_and_flags(Some((path, &text)), flags)
+            }
+        }
+    }
+
+    /// Builds and validates the configuration from a config file's `(path, contents)` (the path
+    /// only names it in errors) and the flags, which override the file. Pure: touches nothing.
+    ///
+    /// # Errors
+    /// The first problem found, naming the offending value and its flag or file line.
+    pub fn from_file_and_flags(
+        file: Option<(&Path, &str)>,
+        flags: &Flags,
+    ) -> Result<Config, ConfigError> {
+        let file = match file {
+            None => None,
+            Some((path, text)) => {
+                let keys =
+                    toml::from_str::<FileKeys>(text).map_err(|e| toml_error(path, text, &e))?;
+                Some(File { path, text, keys })
+            }
+        };
+        let keys = file.as_ref().map(|f| &f.keys);
+
+        // Chooses the flag if given, else the file's key, else nothing (the default applies).
+        let pick = |flag: &Option<String>,
+                    name: &'static str,
+                    key: &'static str,
+                    value: Option<&Spanned<String>>| {
+            match (flag, &file, value) {
+                (Some(text), _, _) => Some(Raw {
+                    text: text.clone(),
+                    origin: Origin::Flag(name),
+                }),
+                (None, Some(file), Some(value)) => Some(file.raw(key, value)),
+                _ => None,
+            }
+        };
+        let pick_list = |flags: &[String],
+                         name: &'static str,
+                         key: &'static str,
+                         values: Option<&Vec<Spanned<String>>>| {
+            match (&file, values) {
+                (Some(file), Some(values)) if flags.is_empty() => {
+                    values.iter().map(|v| file.raw(key, v)).collect()
+                }
+                _ => flags
+                    .iter()
+                    .map(|text| Raw {
+                        text: text.clone(),
+                        origin: Origin::Flag(name),
+                    })
+                    .collect::<Vec<_>>(),
+            }
+        };
+
+        let tun = match pick(
+            &flags.tun,
+            "--tun",
+            "tun",
+            keys.and_then(|k| k.tun.as_ref()),
+        ) {
+            Some(raw) => {
+                raw.parse(check_tun_name)?;
+                raw.text
+            }
+            None => DEFAULT_TUN.to_owned(),
+        };
+
+        let listen_raw = pick(
+            &flags.listen,
+            "--listen",
+            "listen",
+            keys.and_then(|k| k.listen.as_ref()),
+        );
+        let listen = match &listen_raw {
+            Some(raw) => raw.parse(parse_listen)?,
+            None => DEFAULT_LISTEN,
+        };
+
+        let local_raw = pick_list(
+            &flags.local_subnets,
+            "--local-subnet",
+            "local_subnets",
+            keys.and_then(|k| k.local_subnets.as_ref()),
+        );
+        let mut local_subnets: Vec<IpNet> = Vec::with_capacity(local_raw.len());
+        for raw in &local_raw {
+            let net = raw.parse(parse_cidr)?;
+            if let Some(other) = local_subnets.iter().find(|other| overlaps(net, **other)) {
+                return Err(raw.error(Problem::OverlapsLocal(*other)));
+            }
+            local_subnets.push(net);
+        }
+        if local_subnets.is_empty() {
+            return Err(ConfigError::NoLocalSubnet);
+        }
+
+        let peer_raw = pick_list(
+            &flags.peers,
+            "--peer",
+            "peers",
+            keys.and_then(|k| k.peers.as_ref()),
+        );
+        let mut peers: Vec<Route> = Vec::with_capacity(peer_raw.len());
+        let mut routed: HashMap<IpNet, SocketAddr> = HashMap::with_capacity(peer_raw.len());
+        for raw in &peer_raw {
+            let route = raw.parse(parse_peer)?;
+            if let Some(local) = local_subnets.iter().find(|l| overlaps(route.prefix, **l)) {
+                return Err(raw.error(Problem::OverlapsLocal(*local)));
+            }
+            if let Some(&peer) = routed.get(&route.prefix) {
+                return Err(raw.error(Problem::Duplicate {
+                    prefix: route.prefix,
+                    peer,
+                }));
+            }
+            raw.parse(|_| check_family(route.peer, listen))?;
+            routed.insert(route.prefix, route.peer);
+            peers.push(route);
+        }
+
+        let encap = match pick(
+            &flags.encap,
+            "--encap",
+            "encap",
+            keys.and_then(|k| k.encap.as_ref()),
+        ) {
+            Some(raw) => raw.parse(str::parse)?,
+            None => Encap::default(),
+        };
+        let io = match pick(&flags.io, "--io", "io", keys.and_then(|k| k.io.as_ref())) {
+            Some(raw) => raw.parse(str::parse)?,
+            None => IoMode::default(),
+        };
+
+        let any_ipv6 = local_subnets
+            .iter()
+            .chain(peers.iter().map(|r| &r.prefix))
+            .any(|n| matches!(n, IpNet::V6(_)));
+        let min_mtu = if any_ipv6 { MIN_MTU_IPV6 } else { MIN_MTU };
+        let mtu_raw = match (&flags.mtu, &file, keys.and_then(|k| k.mtu.as_ref())) {
+            (Some(text), _, _) => Some(Raw {
+                text: text.clone(),
+                origin: Origin::Flag("--mtu"),
+            }),
+            (None, Some(file), Some(value)) => Some(Raw {
+                text: value.get_ref().to_string(),
+                origin: Origin::File {
+                    path: file.path.to_owned(),
+                    line: file.line(value.span().start),
+                    key: "mtu",
+                },
+            }),
+            _ => None,
+        };
+        let mtu = match mtu_raw {
+            Some(raw) => Some(raw.parse(|s| parse_mtu(s, min_mtu))?),
+            None => None,
+        };
+
+        let configure = !flags.no_configure && keys.and_then(|k| k.configure).unwrap_or(true);
+
+        Ok(Config {
+            tun,
+            listen,
+            local_subnets,
+            peers,
+            encap,
+            mtu,
+            io,
+            configure,
+        })
+    }
+}
+
+/// One line for a TOML error: position, message, and the offending line of the file.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = e.span().map(|span| line_of(text, span.start));
+    let message = match line.and_then(|l| text.lines().nth(l - 1)).map(str::trim) {
+        Some(source) if !source.is_empty() && !message.contains(source) => {
+            format!("{message} (in `{source}`)")
+        }
+        _ => message,
+    };
+    ConfigError::File {
+        path: path.to_owned(),
+        line,
+        message,
+    }
+}
+
+/// `true` when the two prefixes share an address (one contains the other).
+fn overlaps(a: IpNet, b: IpNet) -> bool {
+    a.contains(&b) || b.contains(&a)
+}
+
+/// Parses a canonical CIDR, `ADDR/LEN` with no host bits set.
+///
+/// # Errors
+/// Missing or out-of-range prefix length, invalid address, host bits set (the problem names
+/// the canonical prefix that was probably meant).
+pub fn parse_cidr(s: &str) -> Result<IpNet, Problem> {
+    let (addr, len) = s.split_once('/').ok_or(Problem::MissingPrefixLength)?;
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| Problem::InvalidIp(addr.to_owned()))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let invalid_len = || Problem::InvalidPrefixLength {
+        len: len.to_owned(),
+        max,
+    };
+    // u8::from_str accepts a leading '+'; a prefix length is digits only.
+    if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid_len());
+    }
+    let len: u8 = len.parse().map_err(|_| invalid_len())?;
+    let net = IpNet::new(addr, len).map_err(|_| invalid_len())?;
+    if net.trunc() != net {
+        return Err(Problem::HostBitsSet(net.trunc()));
+    }
+    Ok(net)
+}
+
+/// Parses an underlay address `ADDR[:PORT]`: IPv4 as `192.0.2.1:8285`, IPv6 in brackets as
+/// `[2001:db8::1]:8285`. A missing port is `default_port`. Port 0 is returned as given.
+///
+/// # Errors
+/// Invalid address or port; an IPv6 address without brackets.
+pub fn parse_endpoint(s: &str, default_port: u16) -> Result<SocketAddr, Problem> {
+    let invalid = || Problem::InvalidAddress(s.to_owned());
+    let (ip, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']').ok_or_else(invalid)?;
+        let ip: Ipv6Addr = ip.parse().map_err(|_| invalid())?;
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or_else(invalid)?),
+        };
+        (IpAddr::V6(ip), port)
+    } else if let Ok(ip) = s.parse::<Ipv6Addr>() {
+        return Err(Problem::UnbracketedIpv6(ip));
+    } else {
+        let (ip, port) = match s.split_once(':') {
+            Some((ip, port)) => (ip, Some(port)),
+            None => (s, None),
+        };
+        (
+            IpAddr::V4(ip.parse::<Ipv4Addr>().map_err(|_| invalid())?),
+            port,
+        )
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            p.parse().map_err(|_| Problem::InvalidPort(p.to_owned()))?
+        }
+        Some(p) => return Err(Problem::InvalidPort(p.to_owned())),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Parses the listen address, `ADDR[:PORT]` (port default [`DEFAULT_PORT`]). The address may be
+/// unspecified (`0.0.0.0`, `[::]`: every local address) but not multicast or broadcast.
+///
+/// # Errors
+/// As [`parse_endpoint`]; port 0 (peers must know the port); a multicast or broadcast address.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, Problem> {
+    let addr = parse_endpoint(s, DEFAULT_PORT)?;
+    if addr.port() == 0 {
+        return Err(Problem::PortZero);
+    }
+    let ip = addr.ip();
+    if ip.is_multicast() || ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        return Err(Problem::BadListen(ip));
+    }
+    Ok(addr)
+}
+
+/// Parses a `--peer` value, `CIDR=ADDR[:PORT]`: a canonical overlay prefix and the underlay
+/// address of the node that owns it (port default [`DEFAULT_PORT`]). An IPv4-mapped IPv6
+/// address is returned as IPv4.
+///
+/// # Errors
+/// No `=`; as [`parse_cidr`] and [`parse_endpoint`]; an address that is unspecified, multicast
+/// or broadcast; port 0.
+pub fn parse_peer(s: &str) -> Result<Route, Problem> {
+    let (prefix, endpoint) = s.split_once('=').ok_or(Problem::MissingEndpoint)?;
+    let prefix = parse_cidr(prefix.trim())?;
+    let peer = parse_endpoint(endpoint.trim(), DEFAULT_PORT)?;
+    let ip = peer.ip().to_canonical();
+    if ip.is_unspecified() {
+        return Err(Problem::Unspecified(ip));
+    }
+    if ip.is_multicast() || ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        return Err(Problem::NotUnicast(ip));
+    }
+    if peer.port() == 0 {
+        return Err(Problem::PortZero);
+    }
+    Ok(Route {
+        prefix,
+        peer: SocketAddr::new(ip, peer.port()),
+    })
+}
+
+/// Checks that a socket bound to `listen` can send to `peer`: same family, or an IPv4 peer
+/// with a dual-stack `[::]` listen address.
+///
+/// # Errors
+/// The family mismatch, naming the listen address.
+pub fn check_family(peer: SocketAddr, listen: SocketAddr) -> Result<(), Problem> {
+    match (peer, listen) {
+        (SocketAddr::V6(_), SocketAddr::V4(_)) => Err(Problem::Ipv6PeerIpv4Listen(listen)),
+        (SocketAddr::V4(_), SocketAddr::V6(l)) if !l.ip().is_unspecified() => {
+            Err(Problem::Ipv4PeerIpv6Listen(listen))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks a TUN device name as the kernel would: 1 to 15 bytes, not `.` or `..`, no `/`, `:`
+/// or whitespace; also no `%` (a kernel-chosen name, which tundra could not configure).
+///
+/// # Errors
+/// The rule broken.
+pub fn check_tun_name(name: &str) -> Result<(), Problem> {
+    if name.is_empty() || name.len() > 15 {
+        return Err(Problem::TunNameLength);
+    }
+    if name == "." || name == ".." {
+        return Err(Problem::TunNameDots);
+    }
+    match name
+        .chars()
+        .find(|&c| matches!(c, '/' | ':' | '%') || c.is_whitespace())
+    {
+        Some(c) => Err(Problem::TunNameChar(c)),
+        None => Ok(()),
+    }
+}
+
+/// Parses an MTU in bytes and checks it lies in `min..=65535`.
+///
+/// # Errors
+/// Not a number, or out of range.
+pub fn parse_mtu(s: &str, min: u16) -> Result<u16, Problem> {
+    let mtu: i64 = s.parse().map_err(|_| Problem::InvalidNumber)?;
+    match u16::try_from(mtu) {
+        Ok(mtu) if mtu >= min => Ok(mtu),
+        _ => Err(Problem::MtuOutOfRange { min }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn flags(local: &[&str], peers: &[&str]) -> Flags {
+        Flags {
+            local_subnets: local.iter().map(|s| s.to_string()).collect(),
+            peers: peers.iter().map(|s| s.to_string()).collect(),
+            ..Flags::default()
+        }
+    }
+
+    /// The error message for `flags` (no file); panics if they are accepted.
+    fn flag_error(flags: &Flags) -> String {
+        match Config::from_file_and_flags(None, flags) {
+            Ok(c) => panic!("accepted {flags:?} as {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn file_error(text: &str, flags: &Flags) -> String {
+        match Config::from_file_and_flags(Some((Path::new("/etc/tundra.toml"), text)), flags) {
+            Ok(c) => panic!("accepted {text:?} as {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[track_caller]
+    fn assert_contains(message: &str, parts: &[&str]) {
+        for part in parts {
+            assert!(
+                message.contains(part),
+                "{message:?} does not contain {part:?}"
+            );
+        }
+        assert!(!message.contains('\n'), "{message:?} is not one line");
+    }
+
+    #[test]
+    fn cidr_good() {
+        assert_eq!(parse_cidr("10.1.0.0/16"), Ok(net("10.1.0.0/16")));
+        assert_eq!(parse_cidr("0.0.0.0/0"), Ok(net("0.0.0.0/0")));
+        assert_eq!(parse_cidr("10.1.2.3/32"), Ok(net("10.1.2.3/32")));
+        assert_eq!(parse_cidr("fd00:1::/64"), Ok(net("fd00:1::/64")));
+        assert_eq!(parse_cidr("fd00::1/128"), Ok(net("fd00::1/128")));
+    }
+
+    #[test]
+    fn cidr_bad() {
+        assert_eq!(parse_cidr("10.1.0.0"), Err(Problem::MissingPrefixLength));
+        assert_eq!(
+            parse_cidr("198.19.2.0/33"),
+            Err(Problem::InvalidPrefixLength {
+                len: "33".into(),
+                max: 32
+            })
+        );
+        assert_eq!(
+            parse_cidr("fd00::/129"),
+            Err(Problem::InvalidPrefixLength {
+                len: "129".into(),
+                max: 128
+            })
+        );
+        for len in ["", "+8", "x", "-1", "300"] {
+            assert!(
+                matches!(
+                    parse_cidr(&format!("10.0.0.0/{len}")),
+                    Err(Problem::InvalidPrefixLength { .. })
+                ),
+                "{len}"
+            );
+        }
+        assert_eq!(
+            parse_cidr("10.1.0.1/16"),
+            Err(Problem::HostBitsSet(net("10.1.0.0/16")))
+        );
+        assert_eq!(
+            parse_cidr("fd00::1/64"),
+            Err(Problem::HostBitsSet(net("fd00::/64")))
+        );
+        assert_eq!(
+            parse_cidr("10.1.0/16"),
+            Err(Problem::InvalidIp("10.1.0".into()))
+        );
+        assert_eq!(
+            parse_cidr("host/16"),
+            Err(Problem::InvalidIp("host".into()))
+        );
+        assert_eq!(
+            Problem::InvalidPrefixLength {
+                len: "33".into(),
+                max: 32
+            }
+            .to_string(),
+            "invalid prefix length 33 (at most 32 for IPv4)"
+        );
+        assert_eq!(
+            Problem::HostBitsSet(net("10.1.0.0/16")).to_string(),
+            "host bits are set (did you mean 10.1.0.0/16?)"
+        );
+    }
+
+    #[test]
+    fn endpoint_good() {
+        let ep = |s| parse_endpoint(s, DEFAULT_PORT);
+        assert_eq!(ep("192.0.2.1:9000"), Ok("192.0.2.1:9000".parse().unwrap()));
+        assert_eq!(ep("192.0.2.1"), Ok("192.0.2.1:8285".parse().unwrap()));
+        assert_eq!(ep("[fd18::2]:8285"), Ok("[fd18::2]:8285".parse().unwrap()));
+        assert_eq!(ep("[fd18::2]"), Ok("[fd18::2]:8285".parse().unwrap()));
+        assert_eq!(ep("[::]:1"), Ok("[::]:1".parse().unwrap()));
+    }
+
+    #[test]
+    fn endpoint_bad() {
+        let ep = |s| parse_endpoint(s, DEFAULT_PORT);
+        assert_eq!(
+            ep("fd18::2"),
+            Err(Problem::UnbracketedIpv6("fd18::2".parse().unwrap()))
+        );
+        assert_eq!(ep("192.0.2.1:"), Err(Problem::InvalidPort("".into())));
+        assert_eq!(
+            ep("192.0.2.1:70000"),
+            Err(Problem::InvalidPort("70000".into()))
+        );
+        assert_eq!(ep("192.0.2.1:+1"), Err(Problem::InvalidPort("+1".into())));
+        assert_eq!(ep("[fd18::2]:x"), Err(Problem::InvalidPort("x".into())));
+        for s in [
+            "",
+            "node1:8285",
+            "[fd18::2",
+            "[fd18::2]8285",
+            "[10.0.0.1]:1",
+            "1.2.3:4",
+        ] {
+            assert_eq!(ep(s), Err(Problem::InvalidAddress(s.into())), "{s}");
+        }
+    }
+
+    #[test]
+    fn peer_good() {
+        let route = |p: &str, a: &str| Route {
+            prefix: net(p),
+            peer: a.parse().unwrap(),
+        };
+        assert_eq!(
+            parse_peer("10.2.0.0/16=192.0.2.2:9000"),
+            Ok(route("10.2.0.0/16", "192.0.2.2:9000"))
+        );
+        assert_eq!(
+            parse_peer("10.2.0.0/16=192.0.2.2"),
+            Ok(route("10.2.0.0/16", "192.0.2.2:8285"))
+        );
+        assert_eq!(
+            parse_peer("fd00:2::/64=[fd18::2]"),
+            Ok(route("fd00:2::/64", "[fd18::2]:8285"))
+        );
+        assert_eq!(
+            parse_peer("10.2.0.0/16=[::ffff:192.0.2.2]:1"),
+            Ok(route("10.2.0.0/16", "192.0.2.2:1"))
+        );
+        assert_eq!(
+            parse_peer("10.2.0.0/16=127.0.0.1"),
+            Ok(route("10.2.0.0/16", "127.0.0.1:8285"))
+        );
+    }
+
+    #[test]
+    fn peer_bad() {
+        assert_eq!(parse_peer("10.2.0.0/16"), Err(Problem::MissingEndpoint));
+        assert_eq!(
+            parse_peer("198.19.2.0/33=198.18.0.2:8285"),
+            Err(Problem::InvalidPrefixLength {
+                len: "33".into(),
+                max: 32
+            })
+        );
+        assert_eq!(
+            parse_peer("10.2.0.1/16=192.0.2.2"),
+            Err(Problem::HostBitsSet(net("10.2.0.0/16")))
+        );
+        assert_eq!(
+            parse_peer("10.2.0.0/16=192.0.2.2:0"),
+            Err(Problem::PortZero)
+        );
+        assert_eq!(
+            parse_peer("10.2.0.0/16=0.0.0.0"),
+            Err(Problem::Unspecified("0.0.0.0".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_peer("10.2.0.0/16=[::]"),
+            Err(Problem::Unspecified("::".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_peer("10.2.0.0/16=224.0.0.1"),
+            Err(Problem::NotUnicast("224.0.0.1".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_peer("10.2.0.0/16=255.255.255.255"),
+            Err(Problem::NotUnicast("255.255.255.255".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_peer("10.2.0.0/16=[ff02::1]"),
+            Err(Problem::NotUnicast("ff02::1".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_peer("10.2.0.0/16=fd18::2"),
+            Err(Problem::UnbracketedIpv6("fd18::2".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn listen() {
+        assert_eq!(parse_listen("0.0.0.0"), Ok(DEFAULT_LISTEN));
+        assert_eq!(parse_listen("[::]:9000"), Ok("[::]:9000".parse().unwrap()));
+        assert_eq!(parse_listen("0.0.0.0:0"), Err(Problem::PortZero));
+        assert_eq!(
+            parse_listen("239.1.1.1:8285"),
+            Err(Problem::BadListen("239.1.1.1".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn tun_names() {
+        for good in ["tundra0", "t", "a23456789012345", "tun-0_x.y"] {
+            assert_eq!(check_tun_name(good), Ok(()), "{good}");
+        }
+        assert_eq!(check_tun_name(""), Err(Problem::TunNameLength));
+        assert_eq!(
+            check_tun_name("a234567890123456"),
+            Err(Problem::TunNameLength)
+        );
+        assert_eq!(check_tun_name(".."), Err(Problem::TunNameDots));
+        assert_eq!(check_tun_name("a/b"), Err(Problem::TunNameChar('/')));
+        assert_eq!(check_tun_name("a b"), Err(Problem::TunNameChar(' ')));
+        assert_eq!(check_tun_name("a:1"), Err(Problem::TunNameChar(':')));
+        assert_eq!(check_tun_name("tun%d"), Err(Problem::TunNameChar('%')));
+    }
+
+    #[test]
+    fn mtu() {
+        assert_eq!(parse_mtu("576", MIN_MTU), Ok(576));
+        assert_eq!(parse_mtu("65535", MIN_MTU), Ok(65535));
+        assert_eq!(
+            parse_mtu("575", MIN_MTU),
+            Err(Problem::MtuOutOfRange { min: MIN_MTU })
+        );
+        assert_eq!(
+            parse_mtu("65536", MIN_MTU),
+            Err(Problem::MtuOutOfRange { min: MIN_MTU })
+        );
+        assert_eq!(
+            parse_mtu("-1", MIN_MTU),
+            Err(Problem::MtuOutOfRange { min: MIN_MTU })
+        );
+        assert_eq!(
+            parse_mtu("1279", MIN_MTU_IPV6),
+            Err(Problem::MtuOutOfRange { min: MIN_MTU_IPV6 })
+        );
+        assert_eq!(parse_mtu("15OO", MIN_MTU), Err(Problem::InvalidNumber));
+    }
+
+    #[test]
+    fn defaults() {
+        let config = Config::from_file_and_flags(None, &flags(&["10.1.0.0/16"], &[])).unwrap();
+        assert_eq!(
+            config,
+            Config {
+                tun: "tundra0".into(),
+                listen: DEFAULT_LISTEN,
+                local_subnets: vec![net("10.1.0.0/16")],
+                peers: vec![],
+                encap: Encap::Udp,
+                mtu: None,
+                io: IoMode::Auto,
+                configure: true,
+            }
+        );
+    }
+
+    #[test]
+    fn all_flags() {
+        let flags = Flags {
+            tun: Some("ov0".into()),
+            listen: Some("[::]:9000".into()),
+            local_subnets: vec!["10.1.0.0/16".into(), "fd00:1::/64".into()],
+            peers: vec![
+                "10.2.0.0/16=192.0.2.2".into(),
+                "10.3.0.0/16=192.0.2.2".into(),
+                "fd00:2::/64=[2001:db8::2]:9000".into(),
+                "10.128.0.0/9=192.0.2.9".into(),
+            ],
+            encap: Some("udp".into()),
+            mtu: Some("1400".into()),
+            io: Some("poll".into()),
+            no_configure: true,
+            config: None,
+        };
+        let config = Config::from_file_and_flags(None, &flags).unwrap();
+        assert_eq!(config.tun, "ov0");
+        assert_eq!(config.listen, "[::]:9000".parse().unwrap());
+        assert_eq!(
+            config.local_subnets,
+            vec![net("10.1.0.0/16"), net("fd00:1::/64")]
+        );
+        assert_eq!(config.peers.len(), 4);
+        assert_eq!(config.peers[2].peer, "[2001:db8::2]:9000".parse().unwrap());
+        assert_eq!(config.mtu, Some(1400));
+        assert_eq!(config.io, IoMode::Poll);
+        assert!(!config.configure);
+    }
+
+    #[test]
+    fn flag_errors() {
+        let base = |f: fn(&mut Flags)| {
+            let mut flags = flags(&["10.1.0.0/16"], &["10.2.0.0/16=192.0.2.2"]);
+            f(&mut flags);
+            flag_error(&flags)
+        };
+        assert_eq!(
+            flag_error(&flags(&["10.1.0.0/16"], &["198.19.2.0/33=198.18.0.2:8285"])),
+            "--peer 198.19.2.0/33=198.18.0.2:8285: invalid prefix length 33 (at most 32 for IPv4)"
+        );
+        assert_contains(
+            &flag_error(&flags(&[], &[])),
+            &["no local subnet", "--local-subnet"],
+        );
+        assert_contains(
+            &flag_error(&flags(&["10.1.0.1/16"], &[])),
+            &["--local-subnet 10.1.0.1/16:", "did you mean 10.1.0.0/16?"],
+        );
+        assert_contains(
+            &flag_error(&flags(&["10.1.0.0/16", "10.1.2.0/24"], &[])),
+            &[
+                "--local-subnet 10.1.2.0/24:",
+                "overlaps local subnet 10.1.0.0/16",
+            ],
+        );
+        assert_contains(
+            &flag_error(&flags(&["10.1.0.0/16"], &["10.1.5.0/24=192.0.2.2"])),
+            &[
+                "--peer 10.1.5.0/24=192.0.2.2:",
+                "overlaps local subnet 10.1.0.0/16",
+            ],
+        );
+        assert_contains(
+            &flag_error(&flags(
+                &["10.1.0.0/16"],
+                &["10.2.0.0/16=192.0.2.2", "10.2.0.0/16=192.0.2.3"],
+            )),
+            &[
+                "--peer 10.2.0.0/16=192.0.2.3:",
+                "already routed to 192.0.2.2:8285",
+            ],
+        );
+        assert_contains(
+            &flag_error(&flags(&["10.1.0.0/16"], &["fd00:2::/64=[fd18::2]"])),
+            &[
+                "--peer fd00:2::/64=[fd18::2]:",
+                "listen address 0.0.0.0:8285 is IPv4",
+            ],
+        );
+        assert_contains(
+            &base(|f| f.listen = Some("[fd18::1]:8285".into())),
+            &["--peer 10.2.0.0/16=192.0.2.2:", "[fd18::1]:8285 is IPv6"],
+        );
+        assert_contains(
+            &base(|f| f.tun = Some("a/b".into())),
+            &["--tun a/b:", "'/'"],
+        );
+        assert_contains(
+            &base(|f| f.tun = Some(String::new())),
+            &["--tun \"\":", "1 to 15"],
+        );
+        assert_contains(
+            &base(|f| f.tun = Some("averyveryverylongname".into())),
+            &["--tun averyveryverylongname:", "1 to 15"],
+        );
+        assert_contains(
+            &base(|f| f.listen = Some("0.0.0.0:0".into())),
+            &["--listen 0.0.0.0:0:", "port 0"],
+        );
+        assert_contains(
+            &base(|f| f.encap = Some("vxlan".into())),
+            &["--encap vxlan:", "udp"],
+        );
+        assert_contains(
+            &base(|f| f.io = Some("epoll".into())),
+            &["--io epoll:", "auto, uring or poll"],
+        );
+        assert_contains(
+            &base(|f| f.mtu = Some("100".into())),
+            &["--mtu 100:", "576..=65535"],
+        );
+        assert_contains(
+            &base(|f| f.mtu = Some("70000".into())),
+            &["--mtu 70000:", "576..=65535"],
+        );
+        assert_contains(
+            &base(|f| f.mtu = Some("big".into())),
+            &["--mtu big:", "invalid number"],
+        );
+        assert_contains(
+            &base(|f| {
+                f.mtu = Some("1000".into());
+                f.local_subnets.push("fd00:1::/64".into());
+            }),
+            &["--mtu 1000:", "1280..=65535", "IPv6"],
+        );
+        // The IPv6 subnet may be a peer's.
+        assert_contains(
+            &base(|f| {
+                f.mtu = Some("1000".into());
+                f.listen = Some("[::]".into());
+                f.peers.push("fd00:2::/64=[fd18::2]".into());
+            }),
+            &["--mtu 1000:", "1280"],
+        );
+    }
+
+    #[test]
+    fn same_peer_many_prefixes_and_nested_routes() {
+        let config = Config::from_file_and_flags(
+            None,
+            &flags(
+                &["10.1.0.0/24"],
+                &[
+                    "10.2.0.0/16=192.0.2.2",
+                    "10.2.1.0/24=192.0.2.3",
+                    "10.3.0.0/16=192.0.2.2",
+                ],
+            ),
+        )
+        .unwrap();
+        assert_eq!(config.peers.len(), 3);
+        // An IPv4 peer with a dual-stack listen address.
+        let mut f = flags(&["10.1.0.0/24"], &["10.2.0.0/16=192.0.2.2"]);
+        f.listen = Some("[::]:8285".into());
+        assert!(Config::from_file_and_flags(None, &f).is_ok());
+        // A peer prefix containing the local subnet overlaps it too.
+        assert_contains(
+            &flag_error(&flags(&["10.1.0.0/24"], &["10.0.0.0/8=192.0.2.2"])),
+            &[
+                "--peer 10.0.0.0/8=192.0.2.2:",
+                "overlaps local subnet 10.1.0.0/24",
+            ],
+        );
+    }
+
+    const FILE: &str = r#"
+tun = "ov1"
+listen = "[::]:9000"
+local_subnets = ["10.1.0.0/16", "fd00:1::/64"]
+peers = [
+    "10.2.0.0/16=192.0.2.2",
+    "fd00:2::/64=[2001:db8::2]:9000",
+]
+encap = "udp"
+mtu = 1400
+io = "uring"
+configure = false
+"#;
+
+    #[test]
+    fn file_good() {
+        let config =
+            Config::from_file_and_flags(Some((Path::new("t.toml"), FILE)), &Flags::default())
+                .unwrap();
+        assert_eq!(
+            config,
+            Config {
+                tun: "ov1".into(),
+                listen: "[::]:9000".parse().unwrap(),
+                local_subnets: vec![net("10.1.0.0/16"), net("fd00:1::/64")],
+                peers: vec![
+                    Route {
+                        prefix: net("10.2.0.0/16"),
+                        peer: "192.0.2.2:8285".parse().unwrap()
+                    },
+                    Route {
+                        prefix: net("fd00:2::/64"),
+                        peer: "[2001:db8::2]:9000".parse().unwrap()
+                    },
+                ],
+                encap: Encap::Udp,
+                mtu: Some(1400),
+                io: IoMode::Uring,
+                configure: false,
+            }
+        );
+        // An empty file is all defaults, and still needs a local subnet.
+        assert_contains(&file_error("", &Flags::default()), &["no local subnet"]);
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let flags = Flags {
+            tun: Some("ov2".into()),
+            local_subnets: vec!["10.9.0.0/16".into()],
+            peers: vec!["10.8.0.0/16=192.0.2.8".into()],
+            mtu: Some("1300".into()),
+            io: Some("poll".into()),
+            ..Flags::default()
+        };
+        let config =
+            Config::from_file_and_flags(Some((Path::new("t.toml"), FILE)), &flags).unwrap();
+        assert_eq!(config.tun, "ov2");
+        assert_eq!(config.listen, "[::]:9000".parse().unwrap());
+        assert_eq!(config.local_subnets, vec![net("10.9.0.0/16")]);
+        assert_eq!(
+            config.peers,
+            vec![parse_peer("10.8.0.0/16=192.0.2.8").unwrap()]
+        );
+        assert_eq!(config.mtu, Some(1300));
+        assert_eq!(config.io, IoMode::Poll);
+        assert!(!config.configure);
+        // A flag replaces a bad file value without looking at it.
+        let text = "local_subnets = [\"10.1.0.1/16\"]\n";
+        let flags = flags_with_local(&["10.1.0.0/16"]);
+        assert!(Config::from_file_and_flags(Some((Path::new("t.toml"), text)), &flags).is_ok());
+    }
+
+    fn flags_with_local(local: &[&str]) -> Flags {
+        flags(local, &[])
+    }
+
+    #[test]
+    fn file_errors() {
+        let none = Flags::default();
+        let local = flags_with_local(&["10.1.0.0/16"]);
+        assert_eq!(
+            file_error("local_subnets = [\"10.1.0.0/16\"]\npeers = [\n  \"198.19.2.0/33=198.18.0.2:8285\",\n]\n", &none),
+            "config /etc/tundra.toml line 3: peers 198.19.2.0/33=198.18.0.2:8285: invalid prefix length 33 (at most 32 for IPv4)"
+        );
+        assert_contains(
+            &file_error("\nlocal_subnets = [\"10.1.0.1/16\"]\n", &none),
+            &[
+                "config /etc/tundra.toml line 2: local_subnets 10.1.0.1/16:",
+                "10.1.0.0/16?",
+            ],
+        );
+        assert_contains(
+            &file_error("tun = \"x\"\nbogus = 1\n", &local),
+            &["config /etc/tundra.toml line 2:", "unknown field", "bogus"],
+        );
+        assert_contains(
+            &file_error("mtu = \"1400\"\n", &local),
+            &["config /etc/tundra.toml line 1:", "mtu = \"1400\""],
+        );
+        assert_contains(
+            &file_error("mtu = 100\n", &local),
+            &["line 1: mtu 100:", "576..=65535"],
+        );
+        assert_contains(
+            &file_error("tun = [\n", &local),
+            &["config /etc/tundra.toml line "],
+        );
+        assert_contains(
+            &file_error("io = \"fast\"\n", &local),
+            &["line 1: io fast:", "auto, uring or poll"],
+        );
+        assert_contains(
+            &file_error("encap = \"gre\"\n", &local),
+            &["line 1: encap gre:"],
+        );
+        assert_contains(
+            &file_error("listen = \"host:1\"\n", &local),
+            &["line 1: listen host:1:"],
+        );
+        assert_contains(
+            &file_error("tun = \"a b\"\n", &local),
+            &["line 1: tun \"a b\":"],
+        );
+        assert_contains(
+            &file_error("configure = \"no\"\n", &local),
+            &["line 1:", "configure"],
+        );
+        assert_contains(
+            &file_error("peers = \"10.2.0.0/16=192.0.2.2\"\n", &local),
+            &["line 1:"],
+        );
+    }
+
+    #[test]
+    fn read_error_names_the_file() {
+        let flags = Flags {
+            config: Some("/nonexistent/tundra.toml".into()),
+            ..Flags::default()
+        };
+        let e = Config::load(&flags).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }));
+        assert_eq!(e.to_string(), "cannot read config /nonexistent/tundra.toml");
+    }
 }

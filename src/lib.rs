@@ -8,6 +8,7 @@
 //! - `sys`: every `unsafe` block of the crate (io_uring submissions, mmsg, socket options);
 //! - the pure packet work lives in the `datapath` crate.
 
+pub mod cli;
 pub mod config;
 pub mod dataplane;
 mod io;

@@ -1,1 +1,98 @@
-fn main() {}
+//! `tundra`: parses the command line, sets up logging and runs the dataplane.
+//!
+//! Exit status: 0 after a clean stop, 1 when setting up the dataplane failed, 2 for an invalid
+//! flag or config file (detected before anything on the system is touched).
+
+use std::error::Error;
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::EnvFilter;
+
+use tundra::cli::{Cli, Command, RunArgs};
+use tundra::config::{Config, Flags};
+
+/// Exit status for an invalid flag or config file (clap's, too).
+const EXIT_USAGE: u8 = 2;
+/// Exit status when the dataplane could not be set up.
+const EXIT_SETUP: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e),
+    };
+    init_logging();
+    match cli.command {
+        Command::Run(args) => run(args),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let config = match Config::load(&Flags::from(args)) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    tracing::debug!(?config, "configuration");
+    match tundra::dataplane::run_until_signal(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            ExitCode::from(EXIT_SETUP)
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`; invalid directives are ignored).
+fn init_logging() {
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env_lossy();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
+}
+
+/// Help and version go to stdout as usual; a usage error becomes one line on stderr (clap's
+/// first line plus its tips, without the usage block), exit status 2.
+fn clap_error(e: clap::Error) -> ExitCode {
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let rendered = e.render().to_string();
+    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("error: invalid command line");
+    let tips: Vec<&str> = lines.filter(|l| l.starts_with("tip:")).collect();
+    if tips.is_empty() {
+        eprintln!("{first} (see 'tundra --help')");
+    } else {
+        eprintln!("{first} ({})", tips.join("; "));
+    }
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// `error` and its sources, joined by ": ", skipping a source its parent already displays.
+fn chain(error: &dyn Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = e.source();
+    }
+    message
+}
