@@ -149,3 +149,335 @@ pub fn decapsulate(table: &Table, from: SocketAddr, datagram: &[u8]) -> Ingress 
     }
     Ingress::Deliver
 }
+
+#[cfg(test)]
+mod tests {
+    use etherparse::{Icmpv4Slice, Icmpv6Slice, Ipv4HeaderSlice};
+    use ipnet::IpNet;
+
+    use super::*;
+    use crate::icmp::MAX_LEN;
+    use crate::route::Route;
+    use crate::testutil::*;
+
+    const SEC: u64 = 1_000_000_000;
+    const NOW: u64 = 100 * SEC;
+    const PEER: &str = "198.18.0.2:8285";
+
+    fn table() -> Table {
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        let peer = PEER.parse().unwrap();
+        Table::new(
+            &[net("198.19.1.0/24"), net("fd19:0:0:1::/64")],
+            &[
+                Route {
+                    prefix: net("198.19.2.0/24"),
+                    peer,
+                },
+                Route {
+                    prefix: net("fd19:0:0:2::/64"),
+                    peer,
+                },
+            ],
+        )
+        .unwrap()
+    }
+
+    fn v4_only_table() -> Table {
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        let peer = PEER.parse().unwrap();
+        Table::new(
+            &[net("198.19.1.0/24")],
+            &[Route {
+                prefix: net("fd19:0:0:2::/64"),
+                peer,
+            }],
+        )
+        .unwrap()
+    }
+
+    /// Runs `encapsulate` on a copy of `packet`; returns the verdict, the packet afterwards and
+    /// the reply bytes.
+    fn encap(enc: &mut Encapsulator, t: &Table, packet: &[u8]) -> (Egress, Vec<u8>, Vec<u8>) {
+        let mut pkt = packet.to_vec();
+        let mut reply = [0u8; MAX_LEN];
+        let verdict = enc.encapsulate(t, &mut pkt, &mut reply, NOW);
+        let reply_len = match verdict {
+            Egress::Reply { len, .. } => len,
+            _ => 0,
+        };
+        (verdict, pkt, reply[..reply_len].to_vec())
+    }
+
+    fn icmpv4_type_code(reply: &[u8]) -> (u8, u8, [u8; 4]) {
+        let ip = Ipv4HeaderSlice::from_slice(reply).unwrap();
+        assert_eq!(
+            ip.source_addr(),
+            "198.19.1.0".parse::<std::net::Ipv4Addr>().unwrap()
+        );
+        assert_eq!(ip.destination(), V4_A);
+        let icmp = Icmpv4Slice::from_slice(&reply[20..]).unwrap();
+        (icmp.type_u8(), icmp.code_u8(), icmp.bytes5to8())
+    }
+
+    #[test]
+    fn sends_and_decrements() {
+        let t = table();
+        let mut enc = Encapsulator::new(1400, 10);
+        let orig = ipv4_udp(V4_A, V4_B, 64, true, 100);
+        let (verdict, pkt, _) = encap(&mut enc, &t, &orig);
+        assert_eq!(
+            verdict,
+            Egress::Send(t.peer_by_addr(PEER.parse().unwrap()).unwrap())
+        );
+        assert_eq!(pkt[8], 63);
+        assert_eq!(
+            u16::from_be_bytes([pkt[10], pkt[11]]),
+            ipv4_header_checksum(&pkt)
+        );
+        assert_eq!(pkt[12..], orig[12..]);
+
+        let orig = ipv6_udp(V6_A, V6_B, 2, 100);
+        let (verdict, pkt, _) = encap(&mut enc, &t, &orig);
+        assert!(matches!(verdict, Egress::Send(_)));
+        assert_eq!(pkt[7], 1);
+    }
+
+    #[test]
+    fn malformed_and_loop_are_silent() {
+        let t = table();
+        let mut enc = Encapsulator::new(1400, 10);
+        let orig = ipv4_udp(V4_A, V4_B, 64, true, 100);
+        let (verdict, _, reply) = encap(&mut enc, &t, &orig[..50]);
+        assert_eq!(verdict, Egress::Drop(DropReason::Malformed));
+        assert!(reply.is_empty());
+        assert_eq!(
+            encap(&mut enc, &t, &[]).0,
+            Egress::Drop(DropReason::Malformed)
+        );
+        let local = ipv4_udp(V4_A, [198, 19, 1, 99], 64, true, 8);
+        assert_eq!(
+            encap(&mut enc, &t, &local).0,
+            Egress::Drop(DropReason::Loop)
+        );
+        let local6 = ipv6_udp(V6_A, V6_A, 64, 8);
+        assert_eq!(
+            encap(&mut enc, &t, &local6).0,
+            Egress::Drop(DropReason::Loop)
+        );
+        // Loop wins over TTL.
+        let local = ipv4_udp(V4_A, [198, 19, 1, 99], 1, true, 8);
+        assert_eq!(
+            encap(&mut enc, &t, &local).0,
+            Egress::Drop(DropReason::Loop)
+        );
+    }
+
+    #[test]
+    fn no_route_replies_unreachable() {
+        let t = table();
+        let mut enc = Encapsulator::new(1400, 10);
+        // TTL 1 as well: the route is checked first.
+        let orig = ipv4_udp(V4_A, [198, 19, 3, 1], 1, true, 30);
+        let (verdict, pkt, reply) = encap(&mut enc, &t, &orig);
+        assert_eq!(
+            verdict,
+            Egress::Reply {
+                len: reply.len(),
+                reason: DropReason::NoRoute
+            }
+        );
+        assert_eq!(pkt, orig, "the packet is not rewritten");
+        assert_eq!(icmpv4_type_code(&reply), (3, 0, [0; 4]));
+        assert_eq!(&reply[28..], &orig[..]);
+
+        let mut dst = V6_B;
+        dst[7] = 3;
+        let orig = ipv6_udp(V6_A, dst, 64, 30);
+        let (verdict, _, reply) = encap(&mut enc, &t, &orig);
+        assert_eq!(
+            verdict,
+            Egress::Reply {
+                len: reply.len(),
+                reason: DropReason::NoRoute
+            }
+        );
+        let icmp = Icmpv6Slice::from_slice(&reply[40..]).unwrap();
+        assert_eq!((icmp.type_u8(), icmp.code_u8()), (1, 0));
+        let mut router = [0u8; 16];
+        router[..8].copy_from_slice(&V6_A[..8]);
+        assert!(icmp.is_checksum_valid(router, V6_A));
+    }
+
+    #[test]
+    fn ttl_exceeded() {
+        let t = table();
+        let mut enc = Encapsulator::new(1400, 10);
+        for ttl in [0, 1] {
+            let orig = ipv4_udp(V4_A, V4_B, ttl, true, 30);
+            let (verdict, pkt, reply) = encap(&mut enc, &t, &orig);
+            assert_eq!(
+                verdict,
+                Egress::Reply {
+                    len: reply.len(),
+                    reason: DropReason::TtlExceeded
+                }
+            );
+            assert_eq!(pkt, orig);
+            assert_eq!(icmpv4_type_code(&reply).0, 11);
+            let orig = ipv6_udp(V6_A, V6_B, ttl, 30);
+            let (verdict, _, reply) = encap(&mut enc, &t, &orig);
+            assert_eq!(
+                verdict,
+                Egress::Reply {
+                    len: reply.len(),
+                    reason: DropReason::TtlExceeded
+                }
+            );
+            assert_eq!(reply[40], 3);
+        }
+    }
+
+    #[test]
+    fn too_big() {
+        let t = table();
+        let mut enc = Encapsulator::new(1400, 10);
+        // Exactly the MTU passes.
+        let fits = ipv4_udp(V4_A, V4_B, 64, true, 1400 - 28);
+        assert!(matches!(encap(&mut enc, &t, &fits).0, Egress::Send(_)));
+        let big = ipv4_udp(V4_A, V4_B, 64, true, 1400 - 27);
+        let (verdict, pkt, reply) = encap(&mut enc, &t, &big);
+        assert_eq!(
+            verdict,
+            Egress::Reply {
+                len: 576,
+                reason: DropReason::TooBig
+            }
+        );
+        assert_eq!(pkt, big);
+        assert_eq!(icmpv4_type_code(&reply), (3, 4, [0, 0, 0x05, 0x78]));
+        // Without DF the underlay fragments it.
+        let big = ipv4_udp(V4_A, V4_B, 64, false, 1400);
+        assert!(matches!(encap(&mut enc, &t, &big).0, Egress::Send(_)));
+        // IPv6 is never fragmented by routers.
+        let big6 = ipv6_udp(V6_A, V6_B, 64, 1400);
+        let (verdict, _, reply) = encap(&mut enc, &t, &big6);
+        assert_eq!(
+            verdict,
+            Egress::Reply {
+                len: 1280,
+                reason: DropReason::TooBig
+            }
+        );
+        assert_eq!(reply[40], 2);
+        assert_eq!(reply[44..48], 1400u32.to_be_bytes());
+        // TTL is checked before size.
+        let big = ipv4_udp(V4_A, V4_B, 1, true, 1500);
+        assert_eq!(
+            encap(&mut enc, &t, &big).0,
+            Egress::Reply {
+                len: 576,
+                reason: DropReason::TtlExceeded
+            }
+        );
+    }
+
+    #[test]
+    fn icmp_not_allowed_becomes_drop() {
+        let mut enc = Encapsulator::new(1400, 10);
+        // No router address of the family.
+        let t = v4_only_table();
+        let orig = ipv6_udp(V6_A, V6_B, 1, 8);
+        assert_eq!(
+            encap(&mut enc, &t, &orig).0,
+            Egress::Drop(DropReason::TtlExceeded)
+        );
+        // The packet is itself an ICMP error.
+        let t = table();
+        let orig = ipv4_icmp(V4_A, [198, 19, 3, 1], 3, 1);
+        assert_eq!(
+            encap(&mut enc, &t, &orig).0,
+            Egress::Drop(DropReason::NoRoute)
+        );
+        // Its source may not be answered.
+        let orig = ipv4_udp([0, 0, 0, 0], [198, 19, 3, 1], 64, true, 8);
+        assert_eq!(
+            encap(&mut enc, &t, &orig).0,
+            Egress::Drop(DropReason::NoRoute)
+        );
+        // The reply buffer is too small.
+        let orig = ipv4_udp(V4_A, [198, 19, 3, 1], 64, true, 8);
+        let mut pkt = orig.clone();
+        let mut small = [0u8; 10];
+        assert_eq!(
+            enc.encapsulate(&t, &mut pkt, &mut small, NOW),
+            Egress::Drop(DropReason::NoRoute)
+        );
+    }
+
+    #[test]
+    fn icmp_is_rate_limited() {
+        let t = table();
+        let mut enc = Encapsulator::new(1400, 2);
+        let orig = ipv4_udp(V4_A, [198, 19, 3, 1], 64, true, 8);
+        let mut reply = [0u8; MAX_LEN];
+        let mut at = |now: u64| enc.encapsulate(&t, &mut orig.clone(), &mut reply, now);
+        assert!(matches!(at(NOW), Egress::Reply { .. }));
+        assert!(matches!(at(NOW), Egress::Reply { .. }));
+        assert_eq!(at(NOW), Egress::Drop(DropReason::NoRoute));
+        assert_eq!(at(NOW + SEC / 4), Egress::Drop(DropReason::NoRoute));
+        assert!(matches!(at(NOW + SEC / 2), Egress::Reply { .. }));
+
+        let mut silent = Encapsulator::new(1400, 0);
+        let mut pkt = orig.clone();
+        assert_eq!(
+            silent.encapsulate(&t, &mut pkt, &mut reply, NOW),
+            Egress::Drop(DropReason::NoRoute)
+        );
+        assert_eq!(silent.tunnel_mtu(), 1400);
+    }
+
+    #[test]
+    fn decapsulate_checks_in_order() {
+        let t = table();
+        let peer: SocketAddr = PEER.parse().unwrap();
+        let stranger: SocketAddr = "198.18.0.9:8285".parse().unwrap();
+        let good = ipv4_udp(V4_B, V4_A, 63, true, 8);
+        assert_eq!(decapsulate(&t, peer, &good), Ingress::Deliver);
+        // Unknown peer before malformed.
+        assert_eq!(
+            decapsulate(&t, stranger, &good[..10]),
+            Ingress::Drop(DropReason::UnknownPeer)
+        );
+        assert_eq!(
+            decapsulate(&t, peer, &good[..10]),
+            Ingress::Drop(DropReason::Malformed)
+        );
+        // Spoofed before not local.
+        let spoofed_and_foreign = ipv4_udp([198, 19, 3, 1], [198, 19, 4, 1], 63, true, 8);
+        assert_eq!(
+            decapsulate(&t, peer, &spoofed_and_foreign),
+            Ingress::Drop(DropReason::Spoofed)
+        );
+        let foreign = ipv4_udp(V4_B, [198, 19, 4, 1], 63, true, 8);
+        assert_eq!(
+            decapsulate(&t, peer, &foreign),
+            Ingress::Drop(DropReason::NotLocal)
+        );
+        // A source in our own subnet never routes to a peer.
+        let own = ipv4_udp([198, 19, 1, 2], V4_A, 63, true, 8);
+        assert_eq!(
+            decapsulate(&t, peer, &own),
+            Ingress::Drop(DropReason::Spoofed)
+        );
+        // IPv6 the same way.
+        assert_eq!(
+            decapsulate(&t, peer, &ipv6_udp(V6_B, V6_A, 63, 8)),
+            Ingress::Deliver
+        );
+        assert_eq!(
+            decapsulate(&t, peer, &ipv6_udp(V6_A, V6_A, 63, 8)),
+            Ingress::Drop(DropReason::Spoofed)
+        );
+    }
+}
