@@ -14,6 +14,8 @@
 //! The `udp` wire format is flannel's: the UDP payload is the inner IP packet and nothing else,
 //! so encapsulation needs no header bytes and the kernel's UDP socket adds the outer headers.
 
+#![forbid(unsafe_code)]
+
 pub mod icmp;
 pub mod ratelimit;
 pub mod route;

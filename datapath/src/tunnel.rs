@@ -480,4 +480,55 @@ mod tests {
             Ingress::Drop(DropReason::Spoofed)
         );
     }
+
+    #[test]
+    fn mutated_packets_never_panic() {
+        let t = table();
+        let peer: SocketAddr = PEER.parse().unwrap();
+        let seeds = [
+            ipv4_udp(V4_A, V4_B, 64, true, 40),
+            ipv4_icmp(V4_A, [198, 19, 3, 1], 8, 0),
+            ipv6_udp(V6_A, V6_B, 64, 40),
+            ipv6_raw(
+                V6_A,
+                V6_B,
+                0,
+                &[44, 0, 1, 4, 0, 0, 0, 0, 58, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0],
+            ),
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut enc = Encapsulator::new(60, 1_000_000);
+        let mut reply = [0u8; MAX_LEN];
+        for round in 0..50_000u64 {
+            let mut pkt = seeds[(round % 4) as usize].clone();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() as usize) % pkt.len();
+                pkt[i] = next() as u8;
+            }
+            // Keep the length fields consistent half of the time so the deeper checks run.
+            if round % 2 == 0 {
+                let len = pkt.len();
+                if pkt[0] >> 4 == 4 {
+                    pkt[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                } else {
+                    pkt[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+                }
+            }
+            pkt.truncate(pkt.len() - (next() as usize % 3));
+            let _ = decapsulate(&t, peer, &pkt);
+            let _ = crate::icmp::build(
+                IcmpKind::NoRoute,
+                t.router_addr(false).unwrap(),
+                &pkt,
+                &mut reply,
+            );
+            let _ = enc.encapsulate(&t, &mut pkt, &mut reply, NOW + round);
+        }
+    }
 }
