@@ -80,9 +80,11 @@ impl Dataplane {
         } else {
             None
         };
-        if io == IoMode::Poll {
-            tun.set_nonblocking(true).map_err(|source| Error::Thread { thread: "setup", source })?;
-        }
+        // Readiness needs it; io_uring needs it too: the TUN driver does not declare
+        // FMODE_NOWAIT, so on a blocking descriptor every read and write would be handed to an
+        // io-wq worker thread, while on a non-blocking one io_uring tries inline and arms a
+        // poll when the queue is empty.
+        tun.set_nonblocking(true).map_err(|source| Error::Thread { thread: "setup", source })?;
 
         let ctx = Ctx {
             tun: tun.clone(),
