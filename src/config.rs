@@ -447,13 +447,12 @@ impl Config {
             None => DEFAULT_TUN.to_owned(),
         };
 
-        let listen_raw = pick(
+        let listen = match pick(
             &flags.listen,
             "--listen",
             "listen",
             keys.and_then(|k| k.listen.as_ref()),
-        );
-        let listen = match &listen_raw {
+        ) {
             Some(raw) => raw.parse(parse_listen)?,
             None => DEFAULT_LISTEN,
         };
@@ -495,7 +494,7 @@ impl Config {
                     peer,
                 }));
             }
-            raw.parse(|_| check_family(route.peer, listen))?;
+            check_family(route.peer, listen).map_err(|p| raw.error(p))?;
             routed.insert(route.prefix, route.peer);
             peers.push(route);
         }
