@@ -40,7 +40,10 @@ pub enum Error {
     #[error("io_uring cannot be set up here ({0}); use --io poll or --io auto")]
     Uring(io::Error),
     #[error("{thread} thread failed: {source}")]
-    Thread { thread: &'static str, source: io::Error },
+    Thread {
+        thread: &'static str,
+        source: io::Error,
+    },
     #[error("{thread} thread panicked")]
     Panicked { thread: &'static str },
     #[error("cannot install signal handlers: {0}")]
@@ -76,7 +79,12 @@ impl Dataplane {
         let tun = Arc::new(Tun::open(&config.tun)?);
         let netconfig = if config.configure {
             let peer_subnets: Vec<_> = config.peers.iter().map(|r| r.prefix).collect();
-            Some(netdev::configure(&tun, mtu, &config.local_subnets, &peer_subnets)?)
+            Some(netdev::configure(
+                &tun,
+                mtu,
+                &config.local_subnets,
+                &peer_subnets,
+            )?)
         } else {
             None
         };
@@ -84,7 +92,10 @@ impl Dataplane {
         // FMODE_NOWAIT, so on a blocking descriptor every read and write would be handed to an
         // io-wq worker thread, while on a non-blocking one io_uring tries inline and arms a
         // poll when the queue is empty.
-        tun.set_nonblocking(true).map_err(|source| Error::Thread { thread: "setup", source })?;
+        tun.set_nonblocking(true).map_err(|source| Error::Thread {
+            thread: "setup",
+            source,
+        })?;
 
         let ctx = Ctx {
             tun: tun.clone(),
@@ -114,12 +125,17 @@ impl Dataplane {
         };
         for (name, f) in [("egress", egress), ("ingress", ingress)] {
             let ctx = ctx.clone();
-            let spawned = std::thread::Builder::new().name(format!("tundra-{name}")).spawn(move || f(ctx));
+            let spawned = std::thread::Builder::new()
+                .name(format!("tundra-{name}"))
+                .spawn(move || f(ctx));
             match spawned {
                 Ok(handle) => dataplane.threads.push((name, handle)),
                 Err(source) => {
                     let _ = dataplane.stop_threads();
-                    return Err(Error::Thread { thread: name, source });
+                    return Err(Error::Thread {
+                        thread: name,
+                        source,
+                    });
                 }
             }
         }
@@ -157,7 +173,10 @@ impl Dataplane {
 
     /// The name of a datapath thread that has ended on its own (it failed), if any.
     pub fn failed(&self) -> Option<&'static str> {
-        self.threads.iter().find(|(_, h)| h.is_finished()).map(|(name, _)| *name)
+        self.threads
+            .iter()
+            .find(|(_, h)| h.is_finished())
+            .map(|(name, _)| *name)
     }
 
     /// Stops the datapath threads, waits for them, and removes the addresses and routes it
@@ -225,8 +244,10 @@ pub fn run_until_signal(config: &Config) -> Result<(), Error> {
 
 /// The counters as a JSON object: packets and bytes each way, ICMP errors sent, drops by reason.
 pub fn stats_json(c: &LocalCounters) -> serde_json::Value {
-    let drops: serde_json::Map<String, serde_json::Value> =
-        DropReason::ALL.iter().map(|r| (r.as_str().to_owned(), c.drops[*r as usize].into())).collect();
+    let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
+        .iter()
+        .map(|r| (r.as_str().to_owned(), c.drops[*r as usize].into()))
+        .collect();
     serde_json::json!({
         "tx_packets": c.tx_packets,
         "tx_bytes": c.tx_bytes,
@@ -252,7 +273,12 @@ fn resolve_io(requested: IoMode) -> Result<IoMode, Error> {
 
 fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
     let fail = |source| Error::Socket { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM.cloexec(), Some(Protocol::UDP)).map_err(fail)?;
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM.cloexec(),
+        Some(Protocol::UDP),
+    )
+    .map_err(fail)?;
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         // `[::]` carries IPv4 peers too, as IPv4-mapped addresses.
         socket.set_only_v6(false).map_err(fail)?;
@@ -266,14 +292,21 @@ fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
 /// The largest inner packet that crosses the underlay unfragmented: the path MTU towards the
 /// first peer, less the outer headers (IPv6's if any peer is reached over IPv6).
 fn tunnel_mtu(config: &Config) -> u16 {
-    let overhead = if config.peers.iter().any(|r| r.peer.is_ipv6() && !is_v4_mapped(r.peer)) {
+    let overhead = if config
+        .peers
+        .iter()
+        .any(|r| r.peer.is_ipv6() && !is_v4_mapped(r.peer))
+    {
         OVERHEAD_V6
     } else {
         OVERHEAD_V4
     };
     let underlay = match config.peers.first() {
         Some(route) => netdev::underlay_mtu(route.peer).unwrap_or_else(|e| {
-            tracing::warn!("cannot find the underlay MTU towards {}: {e}; assuming {DEFAULT_UNDERLAY_MTU}", route.peer);
+            tracing::warn!(
+                "cannot find the underlay MTU towards {}: {e}; assuming {DEFAULT_UNDERLAY_MTU}",
+                route.peer
+            );
             DEFAULT_UNDERLAY_MTU
         }),
         None => DEFAULT_UNDERLAY_MTU,

@@ -4,6 +4,7 @@
 //! flag or config file (detected before anything on the system is touched).
 
 use std::error::Error;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
@@ -55,6 +56,7 @@ fn init_logging() {
         .from_env_lossy();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .init();
 }

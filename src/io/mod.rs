@@ -79,7 +79,12 @@ struct Outgoing {
 
 /// Sorts a batch's sends into runs by peer and calls `f` once per run with the peer's socket
 /// address (converted once per run, not per packet).
-fn for_each_peer_run(ctx: &Ctx, table: &Table, sends: &mut [Outgoing], mut f: impl FnMut(&SockAddr, &[Outgoing])) {
+fn for_each_peer_run(
+    ctx: &Ctx,
+    table: &Table,
+    sends: &mut [Outgoing],
+    mut f: impl FnMut(&SockAddr, &[Outgoing]),
+) {
     sends.sort_unstable_by_key(|o| (o.peer, o.seq));
     let mut rest = &sends[..];
     while let Some(first) = rest.first() {
@@ -100,7 +105,11 @@ struct DropLog {
 
 impl DropLog {
     fn new(name: &'static str) -> Self {
-        DropLog { name, last: Instant::now(), pending: [0; DropReason::COUNT] }
+        DropLog {
+            name,
+            last: Instant::now(),
+            pending: [0; DropReason::COUNT],
+        }
     }
 
     /// Call with the batch's counters just before they are absorbed.

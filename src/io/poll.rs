@@ -24,7 +24,8 @@ fn wait(poll: &mut Poll, events: &mut Events) -> io::Result<()> {
 pub fn egress(ctx: Ctx) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let tun_fd = ctx.tun.as_raw_fd();
-    poll.registry().register(&mut SourceFd(&tun_fd), Token(0), Interest::READABLE)?;
+    poll.registry()
+        .register(&mut SourceFd(&tun_fd), Token(0), Interest::READABLE)?;
     let mut events = Events::with_capacity(4);
     let tun = ctx.tun.as_fd();
     let udp = ctx.udp.as_fd();
@@ -66,9 +67,12 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
             for (i, &len) in lens[..n].iter().enumerate() {
                 let packet = &mut bufs[i * SLOT_SIZE..i * SLOT_SIZE + len];
                 match enc.encapsulate(&table, packet, &mut reply, now) {
-                    Egress::Send(peer) => {
-                        sends.push(Outgoing { peer, seq: i as u16, slot: i as u16, len: len as u16 })
-                    }
+                    Egress::Send(peer) => sends.push(Outgoing {
+                        peer,
+                        seq: i as u16,
+                        slot: i as u16,
+                        len: len as u16,
+                    }),
                     Egress::Reply { len, reason } => {
                         local.drop(reason);
                         if mmsg::write(tun, &reply[..len]).is_ok() {
@@ -103,7 +107,8 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
 pub fn ingress(ctx: Ctx) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let udp_fd = ctx.udp.as_raw_fd();
-    poll.registry().register(&mut SourceFd(&udp_fd), Token(0), Interest::READABLE)?;
+    poll.registry()
+        .register(&mut SourceFd(&udp_fd), Token(0), Interest::READABLE)?;
     let mut events = Events::with_capacity(4);
     let tun = ctx.tun.as_fd();
     let udp = ctx.udp.as_fd();
@@ -121,7 +126,9 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
             }
             let table = ctx.table.load();
             for i in 0..n {
-                let Some((payload, from, truncated)) = batch.get(i) else { break };
+                let Some((payload, from, truncated)) = batch.get(i) else {
+                    break;
+                };
                 let verdict = match from {
                     _ if truncated => Ingress::Drop(DropReason::Malformed),
                     Some(from) => decapsulate(&table, from, payload),

@@ -74,7 +74,10 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
                     }
                     if c.result < 0 && c.result != -libc::EAGAIN && c.result != -libc::EINTR {
                         local.drop(DropReason::Malformed);
-                        tracing::debug!("TUN read failed: {}", io::Error::from_raw_os_error(-c.result));
+                        tracing::debug!(
+                            "TUN read failed: {}",
+                            io::Error::from_raw_os_error(-c.result)
+                        );
                     }
                 }
                 Op::Send => {
@@ -104,7 +107,12 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
         for (seq, &(slot, len)) in ready.iter().enumerate() {
             match enc.encapsulate(&table, &mut ring.buf_mut(slot)[..len], &mut reply, now) {
                 Egress::Send(peer) => {
-                    sends.push(Outgoing { peer, seq: seq as u16, slot: slot as u16, len: len as u16 });
+                    sends.push(Outgoing {
+                        peer,
+                        seq: seq as u16,
+                        slot: slot as u16,
+                        len: len as u16,
+                    });
                     continue;
                 }
                 Egress::Reply { len: rlen, reason } => {
@@ -167,7 +175,9 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
                     if c.result >= 0 {
                         let len = c.result as usize;
                         let verdict = match ring.source(c.slot) {
-                            Some((from, false)) => decapsulate(&table, from, &ring.buf(c.slot)[..len]),
+                            Some((from, false)) => {
+                                decapsulate(&table, from, &ring.buf(c.slot)[..len])
+                            }
                             Some((_, true)) => Ingress::Drop(DropReason::Malformed),
                             None => Ingress::Drop(DropReason::UnknownPeer),
                         };
@@ -178,8 +188,12 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
                             }
                             Ingress::Drop(reason) => local.drop(reason),
                         }
-                    } else if c.result < 0 && c.result != -libc::EAGAIN && c.result != -libc::EINTR {
-                        tracing::debug!("UDP receive failed: {}", io::Error::from_raw_os_error(-c.result));
+                    } else if c.result < 0 && c.result != -libc::EAGAIN && c.result != -libc::EINTR
+                    {
+                        tracing::debug!(
+                            "UDP receive failed: {}",
+                            io::Error::from_raw_os_error(-c.result)
+                        );
                     }
                 }
                 Op::Write => {

@@ -30,6 +30,18 @@ pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// A zeroed C struct of the kinds used here.
+fn zeroed<T: Zeroable>() -> T {
+    // SAFETY: `Zeroable` is only implemented for plain C structs (integers and raw pointers)
+    // for which all-zero bytes are a valid value.
+    unsafe { mem::zeroed() }
+}
+
+trait Zeroable {}
+impl Zeroable for libc::iovec {}
+impl Zeroable for libc::sockaddr_storage {}
+impl Zeroable for libc::mmsghdr {}
+
 /// Up to `n` datagrams received with one `recvmmsg`, in buffers this batch owns.
 ///
 /// The message headers point into the batch's own boxed slices, which never move.
@@ -46,15 +58,9 @@ pub struct RecvBatch {
 impl RecvBatch {
     pub fn new(n: usize, slot_size: usize) -> RecvBatch {
         let mut bufs = vec![0u8; n * slot_size].into_boxed_slice();
-        // SAFETY: iovec, sockaddr_storage and mmsghdr are plain C structs for which all-zero
-        // bytes are a valid value.
-        let (mut iovs, mut addrs, mut hdrs): (Box<[libc::iovec]>, Box<[libc::sockaddr_storage]>, Box<[libc::mmsghdr]>) = unsafe {
-            (
-                (0..n).map(|_| mem::zeroed()).collect(),
-                (0..n).map(|_| mem::zeroed()).collect(),
-                (0..n).map(|_| mem::zeroed()).collect(),
-            )
-        };
+        let mut iovs: Box<[libc::iovec]> = (0..n).map(|_| zeroed()).collect();
+        let mut addrs: Box<[libc::sockaddr_storage]> = (0..n).map(|_| zeroed()).collect();
+        let mut hdrs: Box<[libc::mmsghdr]> = (0..n).map(|_| zeroed()).collect();
         for i in 0..n {
             iovs[i].iov_base = bufs[i * slot_size..].as_mut_ptr().cast();
             iovs[i].iov_len = slot_size;
@@ -62,7 +68,14 @@ impl RecvBatch {
             hdrs[i].msg_hdr.msg_iovlen = 1;
             hdrs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
         }
-        RecvBatch { slot_size, bufs, _iovs: iovs, addrs, hdrs, count: 0 }
+        RecvBatch {
+            slot_size,
+            bufs,
+            _iovs: iovs,
+            addrs,
+            hdrs,
+            count: 0,
+        }
     }
 
     /// Receives what is waiting, up to the batch size, without blocking. `Ok(0)`: nothing was
@@ -105,7 +118,11 @@ impl RecvBatch {
         let len = (h.msg_len as usize).min(self.slot_size);
         let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
         let from = super::socket_addr(&self.addrs[i], h.msg_hdr.msg_namelen);
-        Some((&self.bufs[i * self.slot_size..i * self.slot_size + len], from, truncated))
+        Some((
+            &self.bufs[i * self.slot_size..i * self.slot_size + len],
+            from,
+            truncated,
+        ))
     }
 }
 
@@ -125,9 +142,10 @@ pub struct Sent {
 
 impl SendBatch {
     pub fn new(n: usize) -> SendBatch {
-        // SAFETY: iovec and mmsghdr are plain C structs for which all-zero bytes are valid.
-        let (iovs, hdrs) = unsafe { ((0..n).map(|_| mem::zeroed()).collect(), (0..n).map(|_| mem::zeroed()).collect()) };
-        SendBatch { iovs, hdrs }
+        SendBatch {
+            iovs: (0..n).map(|_| zeroed()).collect(),
+            hdrs: (0..n).map(|_| zeroed()).collect(),
+        }
     }
 
     /// Sends every `(payload, destination)` with as few `sendmmsg` calls as the batch size
@@ -142,7 +160,9 @@ impl SendBatch {
         while packets.peek().is_some() {
             let mut n = 0;
             while n < self.hdrs.len() {
-                let Some((payload, addr)) = packets.next() else { break };
+                let Some((payload, addr)) = packets.next() else {
+                    break;
+                };
                 self.iovs[n].iov_base = payload.as_ptr() as *mut libc::c_void;
                 self.iovs[n].iov_len = payload.len();
                 let h = &mut self.hdrs[n].msg_hdr;
@@ -157,7 +177,12 @@ impl SendBatch {
                 // SAFETY: headers 0..n point at payloads and addresses borrowed for `'a`, which
                 // outlives this call, and at iovecs in `self`; the kernel only reads them.
                 let r = unsafe {
-                    libc::sendmmsg(fd.as_raw_fd(), self.hdrs[done..n].as_mut_ptr(), (n - done) as libc::c_uint, 0)
+                    libc::sendmmsg(
+                        fd.as_raw_fd(),
+                        self.hdrs[done..n].as_mut_ptr(),
+                        (n - done) as libc::c_uint,
+                        0,
+                    )
                 };
                 if r < 0 {
                     if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {

@@ -4,7 +4,12 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-fn set_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn set_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `value` is a live c_int and the length passed is its size.
     let rc = unsafe {
         libc::setsockopt(
@@ -26,7 +31,10 @@ fn set_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: lib
 /// options), else as large as the limits allow: bursts of a batch must not overflow them.
 pub fn set_buffers(fd: BorrowedFd<'_>, bytes: usize) {
     let v = bytes.min(i32::MAX as usize) as libc::c_int;
-    for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
         if set_int(fd, libc::SOL_SOCKET, force, v).is_err() {
             let _ = set_int(fd, libc::SOL_SOCKET, plain, v);
         }
@@ -38,10 +46,20 @@ pub fn set_buffers(fd: BorrowedFd<'_>, bytes: usize) {
 /// and that one is allowed to fragment.
 pub fn allow_fragmentation(fd: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
     if ipv6 {
-        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_DONT)?;
+        set_int(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DONT,
+        )?;
     }
     // An IPv6 socket may also carry IPv4 (dual-stack); where it does not, this fails harmlessly.
-    let r = set_int(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DONT);
+    let r = set_int(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_DONT,
+    );
     if ipv6 {
         Ok(())
     } else {

@@ -64,7 +64,11 @@ impl Ring {
             .setup_coop_taskrun()
             .setup_cqsize(entries.max(slots as u32) * 2)
             .build(entries)
-            .or_else(|_| IoUring::builder().setup_cqsize(entries.max(slots as u32) * 2).build(entries))?;
+            .or_else(|_| {
+                IoUring::builder()
+                    .setup_cqsize(entries.max(slots as u32) * 2)
+                    .build(entries)
+            })?;
         // SAFETY: msghdr, iovec and sockaddr_storage are plain C structs for which all-zero
         // bytes are a valid (empty) value.
         let empty: MsgSlot = unsafe { mem::zeroed() };
@@ -77,7 +81,14 @@ impl Ring {
             m.hdr.msg_iovlen = 1;
             m.hdr.msg_name = (&mut m.addr as *mut libc::sockaddr_storage).cast();
         }
-        Ok(Ring { ring, slot_size, bufs, msgs, busy: vec![false; slots].into_boxed_slice(), in_flight: 0 })
+        Ok(Ring {
+            ring,
+            slot_size,
+            bufs,
+            msgs,
+            busy: vec![false; slots].into_boxed_slice(),
+            in_flight: 0,
+        })
     }
 
     /// The bytes of an idle slot.
@@ -111,7 +122,13 @@ impl Ring {
     }
 
     /// Queues a `sendmsg` of the first `len` bytes of `slot` to `addr` on socket `fd`.
-    pub fn send_to(&mut self, fd: RawFd, slot: usize, len: usize, addr: &SockAddr) -> io::Result<()> {
+    pub fn send_to(
+        &mut self,
+        fd: RawFd,
+        slot: usize,
+        len: usize,
+        addr: &SockAddr,
+    ) -> io::Result<()> {
         self.claim(slot)?;
         let m = &mut self.msgs[slot];
         m.iov.iov_len = len.min(self.slot_size);
@@ -159,7 +176,14 @@ impl Ring {
         let args = types::SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(1, &args) {
             Ok(_) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
@@ -184,13 +208,20 @@ impl Ring {
                 self.busy[slot] = false;
                 self.in_flight -= 1;
             }
-            out.push(Completion { slot, op, result: cqe.result() });
+            out.push(Completion {
+                slot,
+                op,
+                result: cqe.result(),
+            });
         }
     }
 
     fn claim(&mut self, slot: usize) -> io::Result<*mut u8> {
         if slot >= self.busy.len() || self.busy[slot] {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "slot busy or out of range"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "slot busy or out of range",
+            ));
         }
         Ok(self.bufs[slot * self.slot_size..].as_mut_ptr())
     }
@@ -223,7 +254,9 @@ impl Drop for Ring {
         if self.in_flight == 0 {
             return;
         }
-        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any()).build().user_data(CANCEL_USER_DATA);
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(CANCEL_USER_DATA);
         // SAFETY: a cancel request carries no buffer.
         let _ = unsafe { self.ring.submission().push(&cancel) };
         let deadline = Instant::now() + Duration::from_secs(2);
