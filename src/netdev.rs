@@ -16,6 +16,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use netlink_packet_core::{
@@ -404,11 +406,34 @@ impl NetConfig {
                 Err(error) => return Err(self.address_error(Change::Add, address, error)),
             }
         }
+        for address in self.addresses.clone() {
+            self.wait_until_local(address);
+        }
 
         for &prefix in peer_subnets {
             self.add_route(prefix)?;
         }
         Ok(())
+    }
+
+    /// Waits, a second at most, until the kernel takes packets to `address` as local. The
+    /// local route of an IPv6 address is added by a kernel work item a little after the
+    /// address itself, and until then a packet to it arriving through the TUN is dropped
+    /// (`Ip6InAddrErrors`); IPv4 addresses are ready at once.
+    fn wait_until_local(&mut self, address: IpAddr) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            match self.netlink.route_type(address) {
+                Ok(RouteType::Local) => return,
+                _ if Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(1));
+                }
+                result => {
+                    tracing::warn!(%address, device = %self.device, ?result, "address not yet local");
+                    return;
+                }
+            }
+        }
     }
 
     /// Undoes everything recorded, newest first; keeps going after a failure and returns the
@@ -680,6 +705,25 @@ impl Netlink {
         }
     }
 
+    /// The type of the route the kernel would use towards `address` (`Local` once it is one of
+    /// this host's addresses).
+    fn route_type(&mut self, address: IpAddr) -> io::Result<RouteType> {
+        let mut message = RouteMessage::default();
+        message.header.address_family = family(address);
+        message.header.destination_prefix_length = host_prefix_len(address);
+        message
+            .attributes
+            .push(RouteAttribute::Destination(route_address(address)));
+        let replies = self.request(RouteNetlinkMessage::GetRoute(message), 0)?;
+        replies
+            .into_iter()
+            .find_map(|reply| match reply {
+                RouteNetlinkMessage::NewRoute(route) => Some(route.header.kind),
+                _ => None,
+            })
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no route in the reply"))
+    }
+
     /// The index, MTU and admin state of the link `name`.
     fn link(&mut self, name: &str) -> io::Result<LinkState> {
         let mut message = LinkMessage::default();
@@ -701,5 +745,505 @@ impl Netlink {
                 _ => None,
             })
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no link in the reply"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! These tests need root. Each runs on a thread of its own that first moves into a fresh
+    //! private network namespace (`unshare(CLONE_NEWNET)` affects only the calling thread), so
+    //! the TUN device, its addresses and routes vanish with the thread whatever happens.
+
+    use std::io::ErrorKind;
+    use std::net::UdpSocket;
+    use std::thread;
+    use std::time::Duration;
+
+    use etherparse::PacketBuilder;
+    use netlink_packet_core::NLM_F_DUMP;
+    use nix::sched::{unshare, CloneFlags};
+
+    use super::*;
+
+    const NAME: &str = "tdtest0";
+
+    /// Runs `test` on a new thread in a new, private network namespace.
+    fn in_private_netns(test: impl FnOnce() + Send + 'static) {
+        let thread = thread::spawn(move || {
+            unshare(CloneFlags::CLONE_NEWNET)
+                .expect("unshare(CLONE_NEWNET): these tests need root");
+            test();
+        });
+        if let Err(panic) = thread.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("a valid prefix")
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("a valid address")
+    }
+
+    fn local_subnets() -> Vec<IpNet> {
+        vec![net("198.19.1.0/24"), net("fd19:0:0:1::/64")]
+    }
+
+    fn peer_subnets() -> Vec<IpNet> {
+        vec![net("198.19.2.0/24"), net("fd19:0:0:2::/64")]
+    }
+
+    /// The device as the kernel reports it over netlink.
+    #[derive(Debug)]
+    struct Observed {
+        mtu: u32,
+        up: bool,
+        /// Addresses on the device, but for the IPv6 link-local one the kernel adds itself.
+        addresses: Vec<IpNet>,
+        /// Main-table routes through the device, with their preferred source, but for those
+        /// the kernel adds itself for addresses (fe80::/64, and a /128 for each IPv6 address).
+        routes: Vec<(IpNet, Option<IpAddr>)>,
+        accept_local: String,
+    }
+
+    fn observe(name: &str) -> Observed {
+        let mut netlink = Netlink::open().expect("netlink socket");
+        let link = netlink.link(name).expect("the device exists");
+        let addresses = netlink
+            .request(
+                RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+                NLM_F_DUMP,
+            )
+            .expect("address dump")
+            .into_iter()
+            .filter_map(|reply| match reply {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == link.index => {
+                    let address = a.attributes.iter().find_map(|attribute| match attribute {
+                        AddressAttribute::Local(address) => Some(*address),
+                        _ => None,
+                    });
+                    let address = address.or_else(|| {
+                        a.attributes.iter().find_map(|attribute| match attribute {
+                            AddressAttribute::Address(address) => Some(*address),
+                            _ => None,
+                        })
+                    })?;
+                    Some(IpNet::new(address, a.header.prefix_len).expect("valid length"))
+                }
+                _ => None,
+            })
+            .filter(|a| !net("fe80::/10").contains(a))
+            .collect();
+        let routes = netlink
+            .request(
+                RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+                NLM_F_DUMP,
+            )
+            .expect("route dump")
+            .into_iter()
+            .filter_map(|reply| {
+                let RouteNetlinkMessage::NewRoute(r) = reply else {
+                    return None;
+                };
+                let mut destination = None;
+                let mut source = None;
+                let mut oif = None;
+                for attribute in &r.attributes {
+                    match attribute {
+                        RouteAttribute::Destination(a) => destination = address_of(a),
+                        RouteAttribute::PrefSource(a) => source = address_of(a),
+                        RouteAttribute::Oif(index) => oif = Some(*index),
+                        _ => {}
+                    }
+                }
+                let prefix =
+                    IpNet::new(destination?, r.header.destination_prefix_length).expect("valid");
+                (r.header.table == RouteHeader::RT_TABLE_MAIN
+                    && r.header.protocol != RouteProtocol::Kernel
+                    && oif == Some(link.index))
+                .then_some((prefix, source))
+            })
+            .collect();
+        let accept_local = fs::read_to_string(accept_local_path(name))
+            .expect("accept_local sysctl")
+            .trim()
+            .to_owned();
+        Observed {
+            mtu: link.mtu,
+            up: link.up,
+            addresses,
+            routes,
+            accept_local,
+        }
+    }
+
+    fn address_of(address: &RouteAddress) -> Option<IpAddr> {
+        match address {
+            RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+            RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+            _ => None,
+        }
+    }
+
+    /// Brings `name` up from outside of `configure`, as a device someone else set up would be.
+    fn bring_up(name: &str) -> Netlink {
+        let mut netlink = Netlink::open().expect("netlink socket");
+        let index = netlink.link(name).expect("the device exists").index;
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.header.flags = LinkFlags::Up;
+        message.header.change_mask = LinkFlags::Up;
+        netlink
+            .request(RouteNetlinkMessage::SetLink(message), 0)
+            .expect("link up");
+        netlink
+    }
+
+    #[test]
+    fn configure_then_remove_leaves_the_device_as_it_was() {
+        in_private_netns(|| {
+            let tun = Tun::open(NAME).expect("open TUN");
+            assert_eq!(tun.name(), NAME);
+            // Up beforehand, so that removal is seen to remove each address and route itself
+            // rather than leaving it to the kernel's flush on link down.
+            bring_up(NAME);
+            let before = observe(NAME);
+            assert_eq!((before.mtu, before.up), (1500, true), "{before:?}");
+            assert!(
+                before.addresses.is_empty() && before.routes.is_empty(),
+                "{before:?}"
+            );
+            assert_eq!(before.accept_local, "0");
+
+            let config =
+                configure(&tun, 1400, &local_subnets(), &peer_subnets()).expect("configure");
+            let seen = observe(NAME);
+            assert_eq!((seen.mtu, seen.up), (1400, true), "{seen:?}");
+            assert_eq!(
+                seen.addresses,
+                [net("198.19.1.0/32"), net("fd19:0:0:1::/128")]
+            );
+            assert_eq!(
+                seen.routes,
+                [
+                    (net("198.19.2.0/24"), Some(ip("198.19.1.0"))),
+                    (net("fd19:0:0:2::/64"), Some(ip("fd19:0:0:1::"))),
+                ]
+            );
+            assert_eq!(seen.accept_local, "1");
+
+            config.remove().expect("remove");
+            let after = observe(NAME);
+            assert_eq!((after.mtu, after.up), (1500, true), "{after:?}");
+            assert!(after.addresses.is_empty(), "{after:?}");
+            assert!(after.routes.is_empty(), "{after:?}");
+            assert_eq!(after.accept_local, "0");
+        });
+    }
+
+    #[test]
+    fn remove_puts_a_down_device_down_again() {
+        in_private_netns(|| {
+            let tun = Tun::open(NAME).expect("open TUN");
+            assert!(!observe(NAME).up, "a new TUN device starts down");
+            let config = configure(&tun, 9000, &[net("198.19.1.0/24")], &[net("198.19.0.0/16")])
+                .expect("configure");
+            let seen = observe(NAME);
+            assert_eq!((seen.mtu, seen.up), (9000, true), "{seen:?}");
+            assert_eq!(
+                seen.routes,
+                [(net("198.19.0.0/16"), Some(ip("198.19.1.0")))]
+            );
+            config.remove().expect("remove");
+            let after = observe(NAME);
+            assert_eq!((after.mtu, after.up), (1500, false), "{after:?}");
+            assert!(
+                after.addresses.is_empty() && after.routes.is_empty(),
+                "{after:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn routes_change_at_run_time() {
+        in_private_netns(|| {
+            let tun = Tun::open(NAME).expect("open TUN");
+            let mut config =
+                configure(&tun, 1400, &local_subnets(), &peer_subnets()).expect("configure");
+            // Host bits are cleared; adding twice is a no-op.
+            config.add_route(net("198.19.3.7/24")).expect("add route");
+            config
+                .add_route(net("198.19.3.0/24"))
+                .expect("add it again");
+            config.add_route(net("fd19:0:0:3::/64")).expect("add route");
+            let seen = observe(NAME);
+            assert!(seen
+                .routes
+                .contains(&(net("198.19.3.0/24"), Some(ip("198.19.1.0")))));
+            assert!(seen
+                .routes
+                .contains(&(net("fd19:0:0:3::/64"), Some(ip("fd19:0:0:1::")))));
+            assert_eq!(seen.routes.len(), 4, "{seen:?}");
+
+            config.del_route(net("198.19.2.0/24")).expect("del route");
+            config
+                .del_route(net("198.19.2.0/24"))
+                .expect("del it again");
+            config
+                .del_route(net("198.19.9.0/24"))
+                .expect("del one never added");
+            let seen = observe(NAME);
+            assert!(
+                !seen.routes.iter().any(|(p, _)| *p == net("198.19.2.0/24")),
+                "{seen:?}"
+            );
+            assert_eq!(seen.routes.len(), 3, "{seen:?}");
+            assert_eq!(
+                config.routes().collect::<Vec<_>>(),
+                [
+                    net("fd19:0:0:2::/64"),
+                    net("198.19.3.0/24"),
+                    net("fd19:0:0:3::/64")
+                ]
+            );
+
+            config.remove().expect("remove");
+            assert!(observe(NAME).routes.is_empty());
+        });
+    }
+
+    #[test]
+    fn a_failing_route_leaves_nothing_configured() {
+        in_private_netns(|| {
+            let tun = Tun::open(NAME).expect("open TUN");
+            // Someone else's route makes the third route fail, after the addresses and the
+            // first two routes were added. Someone else's IPv4 address keeps that route alive
+            // through the rollback: removing a device's last IPv4 address makes the kernel
+            // flush every IPv4 route through it.
+            let mut netlink = bring_up(NAME);
+            let index = netlink.link(NAME).expect("link").index;
+            add_their_address(&mut netlink, index, ip("198.19.1.99"));
+            let mut theirs = route_message(index, net("198.19.3.0/24"), None);
+            theirs.header.protocol = RouteProtocol::Boot;
+            netlink
+                .request(
+                    RouteNetlinkMessage::NewRoute(theirs),
+                    NLM_F_CREATE | NLM_F_EXCL,
+                )
+                .expect("their route");
+
+            let mut peers = peer_subnets();
+            peers.push(net("198.19.3.0/24"));
+            let error = configure(&tun, 1400, &local_subnets(), &peers).expect_err("must fail");
+            match &error {
+                NetdevError::Route {
+                    device,
+                    change: Change::Add,
+                    prefix,
+                    error,
+                } => {
+                    assert_eq!((device.as_str(), *prefix), (NAME, net("198.19.3.0/24")));
+                    assert_eq!(error.raw_os_error(), Some(libc::EEXIST));
+                }
+                other => panic!("unexpected error {other:?}"),
+            }
+            let message = error.to_string();
+            assert!(
+                message.contains("198.19.3.0/24") && message.contains(NAME),
+                "{message}"
+            );
+
+            let after = observe(NAME);
+            assert_eq!((after.mtu, after.up), (1500, true), "{after:?}");
+            assert_eq!(after.addresses, [net("198.19.1.99/32")], "theirs stays");
+            assert_eq!(after.routes, [(net("198.19.3.0/24"), None)], "theirs stays");
+            assert_eq!(after.accept_local, "0");
+        });
+    }
+
+    fn add_their_address(netlink: &mut Netlink, index: u32, address: IpAddr) {
+        netlink
+            .request(
+                RouteNetlinkMessage::NewAddress(address_message(index, address)),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+            .expect("their address");
+    }
+
+    #[test]
+    fn an_address_already_there_is_left_there() {
+        in_private_netns(|| {
+            let tun = Tun::open(NAME).expect("open TUN");
+            let mut netlink = bring_up(NAME);
+            let index = netlink.link(NAME).expect("link").index;
+            add_their_address(&mut netlink, index, ip("fd19:0:0:1::"));
+            let config =
+                configure(&tun, 1400, &local_subnets(), &peer_subnets()).expect("configure");
+            let seen = observe(NAME);
+            assert_eq!(
+                seen.addresses,
+                [net("198.19.1.0/32"), net("fd19:0:0:1::/128")]
+            );
+            assert_eq!(seen.routes.len(), 2, "{seen:?}");
+            config.remove().expect("remove");
+            let after = observe(NAME);
+            assert_eq!(after.addresses, [net("fd19:0:0:1::/128")], "theirs stays");
+            assert!(after.routes.is_empty(), "{after:?}");
+        });
+    }
+
+    #[test]
+    fn a_failing_address_leaves_nothing_configured() {
+        in_private_netns(|| {
+            let tun = Tun::open(NAME).expect("open TUN");
+            // With IPv6 disabled on the device, the IPv6 address fails after the MTU, the
+            // link state, accept_local and the IPv4 address were set.
+            fs::write(format!("/proc/sys/net/ipv6/conf/{NAME}/disable_ipv6"), "1").expect("sysctl");
+            let error =
+                configure(&tun, 1400, &local_subnets(), &peer_subnets()).expect_err("must fail");
+            assert!(
+                matches!(&error, NetdevError::Address { change: Change::Add, address, .. } if *address == net("fd19:0:0:1::/128")),
+                "{error:?}"
+            );
+            let after = observe(NAME);
+            assert_eq!((after.mtu, after.up), (1500, false), "{after:?}");
+            assert!(
+                after.addresses.is_empty() && after.routes.is_empty(),
+                "{after:?}"
+            );
+            assert_eq!(after.accept_local, "0");
+        });
+    }
+
+    #[test]
+    fn a_too_small_mtu_changes_nothing() {
+        in_private_netns(|| {
+            let tun = Tun::open(NAME).expect("open TUN");
+            let error = configure(&tun, 1200, &local_subnets(), &peer_subnets())
+                .expect_err("IPv6 needs 1280");
+            assert!(
+                matches!(error, NetdevError::MtuTooSmall { minimum: 1280, .. }),
+                "{error:?}"
+            );
+            let error =
+                configure(&tun, 60, &[net("198.19.1.0/24")], &[]).expect_err("IPv4 needs 68");
+            assert!(
+                matches!(error, NetdevError::MtuTooSmall { minimum: 68, .. }),
+                "{error:?}"
+            );
+            let after = observe(NAME);
+            assert_eq!((after.mtu, after.up), (1500, false), "{after:?}");
+            // IPv4 alone may go below 1280.
+            configure(&tun, 1200, &[net("198.19.1.0/24")], &[])
+                .expect("IPv4 only")
+                .remove()
+                .expect("remove");
+        });
+    }
+
+    #[test]
+    fn remove_after_the_device_is_gone_succeeds() {
+        in_private_netns(|| {
+            let tun = Tun::open(NAME).expect("open TUN");
+            let config =
+                configure(&tun, 1400, &local_subnets(), &peer_subnets()).expect("configure");
+            drop(tun); // a non-persistent TUN device disappears with its last descriptor
+            let mut netlink = Netlink::open().expect("netlink");
+            assert_eq!(
+                netlink.link(NAME).expect_err("gone").raw_os_error(),
+                Some(libc::ENODEV)
+            );
+            config.remove().expect("remove is idempotent-safe");
+        });
+    }
+
+    #[test]
+    fn underlay_mtu_is_the_route_device_mtu() {
+        in_private_netns(|| {
+            let peer: SocketAddr = "198.19.2.7:8285".parse().expect("valid");
+            let error = underlay_mtu(peer).expect_err("no route yet");
+            assert_eq!(error.raw_os_error(), Some(libc::ENETUNREACH), "{error:?}");
+
+            let tun = Tun::open(NAME).expect("open TUN");
+            let config =
+                configure(&tun, 1420, &local_subnets(), &peer_subnets()).expect("configure");
+            assert_eq!(underlay_mtu(peer).expect("IPv4 path"), 1420);
+            let peer6: SocketAddr = "[fd19:0:0:2::7]:8285".parse().expect("valid");
+            assert_eq!(underlay_mtu(peer6).expect("IPv6 path"), 1420);
+            config.remove().expect("remove");
+        });
+    }
+
+    /// A UDP datagram from `src` to `dst`, as tundra's ICMP errors are: the source is the
+    /// node's own overlay address and it arrives through the TUN.
+    fn udp_packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        let builder = match (src.ip(), dst.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), 64),
+            _ => panic!("mixed families"),
+        };
+        let builder = builder.udp(src.port(), dst.port());
+        let mut packet = Vec::with_capacity(builder.size(payload.len()));
+        builder.write(&mut packet, payload).expect("write to a Vec");
+        packet
+    }
+
+    /// Writes a datagram from `own:6000` to `own:5000` into the TUN and waits for it on a
+    /// socket bound to `own:5000`.
+    fn delivered_from_own_address(tun: &Tun, own: IpAddr) -> bool {
+        let socket = UdpSocket::bind((own, 5000)).expect("bind to the overlay address");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let packet = udp_packet((own, 6000).into(), (own, 5000).into(), b"martian?");
+        assert_eq!(
+            tun.device.send(&packet).expect("write into the TUN"),
+            packet.len()
+        );
+        let mut buf = [0; 64];
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                assert_eq!((&buf[..n], from), (&b"martian?"[..], (own, 6000).into()));
+                true
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+
+    #[test]
+    fn packets_from_the_own_address_need_accept_local_on_ipv4_only() {
+        in_private_netns(|| {
+            let tun = Tun::open(NAME).expect("open TUN");
+            let config =
+                configure(&tun, 1400, &local_subnets(), &peer_subnets()).expect("configure");
+            // Strict reverse-path filtering, as many hosts have it, does not get in the way.
+            for conf in ["all", NAME] {
+                fs::write(format!("/proc/sys/net/ipv4/conf/{conf}/rp_filter"), "1")
+                    .expect("rp_filter");
+            }
+            assert!(delivered_from_own_address(&tun, ip("198.19.1.0")));
+            assert!(delivered_from_own_address(&tun, ip("fd19:0:0:1::")));
+
+            // Without accept_local, IPv4 drops them as martians; IPv6 has no such check.
+            fs::write(accept_local_path(NAME), "0").expect("sysctl");
+            assert!(!delivered_from_own_address(&tun, ip("198.19.1.0")));
+            assert!(delivered_from_own_address(&tun, ip("fd19:0:0:1::")));
+            config.remove().expect("remove");
+        });
+    }
+
+    #[test]
+    fn nonblocking_reads_would_block() {
+        in_private_netns(|| {
+            let tun = Tun::open(NAME).expect("open TUN");
+            tun.set_nonblocking(true).expect("nonblocking");
+            let mut buf = [0; 2048];
+            let error = tun.device.recv(&mut buf).expect_err("nothing to read");
+            assert_eq!(error.kind(), ErrorKind::WouldBlock);
+            assert!(tun.as_fd().as_raw_fd() == tun.as_raw_fd());
+        });
     }
 }
