@@ -1,0 +1,303 @@
+//! Three nodes through a bridge, tundra on each, once per I/O mode: pods reach each other over
+//! IPv4 and IPv6, both over an IPv4 and an IPv6 underlay, and a 256 MiB TCP stream between
+//! two pods arrives byte-identical. Needs root (runs for real in CI).
+
+mod common;
+
+use std::hash::Hasher;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use socket2::{Domain, Protocol, Socket, Type};
+
+const NODES: u8 = 3;
+
+per_io_mode!(
+    ping_all_pairs,
+    ping_all_pairs_v6_underlay,
+    tcp_256mib_v4,
+    tcp_256mib_v6
+);
+
+/// Every ordered pair of pods pings, v4 and v6. A first one-packet ping waits for
+/// convergence (bounded); then `ping -c 3` must get all three answers.
+fn ping_all_pairs(io: Io) {
+    ping_all_pairs_over(io, Underlay::V4);
+}
+
+fn ping_all_pairs_v6_underlay(io: Io) {
+    ping_all_pairs_over(io, Underlay::V6);
+}
+
+fn ping_all_pairs_over(io: Io, underlay: Underlay) {
+    let mut c = Cluster::new(NODES);
+    for i in 1..=NODES {
+        c.start_tundra_with(i, underlay, &["--io", io.as_arg()]);
+    }
+    let mut jobs = Vec::new();
+    for i in 1..=NODES {
+        for j in (1..=NODES).filter(|&j| j != i) {
+            for (src, dst) in [
+                (pod_v4(i).to_string(), pod_v4(j).to_string()),
+                (pod_v6(i).to_string(), pod_v6(j).to_string()),
+            ] {
+                let ns = c.ns(i);
+                jobs.push(thread::spawn(move || {
+                    wait_ping(&ns, &src, &dst, CONVERGE_TIMEOUT);
+                    let p = ping(&ns, &["-c", "3", "-W", "2", "-I", &src, &dst]);
+                    (src, dst, p)
+                }));
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    for job in jobs {
+        match job.join() {
+            Ok((src, dst, p)) if !p.all_ok() => {
+                failures.push(format!("{src} -> {dst}:\n{}", p.out))
+            }
+            Ok(_) => {}
+            Err(_) => failures.push("a pair never converged (see the panic above)".to_owned()),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "pings failed over a {underlay:?} underlay, --io {}:\n{}",
+        io.as_arg(),
+        failures.join("\n")
+    );
+
+    for i in 1..=NODES {
+        let s = c.stats(i);
+        // 2 peers x 2 families x (>= 1 + 3) echo requests out, as many replies in.
+        assert!(
+            s.tx_packets >= 16 && s.rx_packets >= 16,
+            "node {i} counted too little traffic: {s:?}"
+        );
+        assert_eq!(
+            s.drops.receive_checks(),
+            0,
+            "node {i}: legitimate traffic hit a receive check: {s:?}"
+        );
+    }
+    c.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 256 MiB over TCP.
+
+const TRANSFER_BYTES: u64 = 256 << 20;
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
+const TCP_PORT: u16 = 5201;
+
+/// A deterministic pseudo-random byte stream (xorshift64*), the same on both ends.
+struct Stream(u64);
+
+impl Stream {
+    fn new() -> Stream {
+        Stream(0x9e37_79b9_7f4a_7c15)
+    }
+    /// Fills `buf` (a multiple of 8 bytes) with the next bytes of the stream.
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_exact_mut(8) {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            chunk.copy_from_slice(&self.0.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+        }
+    }
+}
+
+/// SipHash-1-3 with fixed keys, fed in whatever pieces the bytes come in (split-invariant).
+fn hasher() -> std::collections::hash_map::DefaultHasher {
+    std::collections::hash_map::DefaultHasher::new()
+}
+
+fn tcp_256mib_v4(io: Io) {
+    tcp_transfer(io, false);
+}
+
+fn tcp_256mib_v6(io: Io) {
+    tcp_transfer(io, true);
+}
+
+/// A sender in node 1 streams 256 MiB from its pod address to a receiver on node 2's pod
+/// address; the receiver counts, hashes and compares against the expected stream.
+fn tcp_transfer(io: Io, v6: bool) {
+    let _heavy = heavy_lock();
+    let mut c = Cluster::new(NODES);
+    for i in 1..=NODES {
+        c.start_tundra(i, &["--io", io.as_arg()]);
+    }
+    let (src, dst): (SocketAddr, SocketAddr) = if v6 {
+        ((pod_v6(1), 0).into(), (pod_v6(2), TCP_PORT).into())
+    } else {
+        ((pod_v4(1), 0).into(), (pod_v4(2), TCP_PORT).into())
+    };
+    wait_ping(
+        &c.ns(1),
+        &src.ip().to_string(),
+        &dst.ip().to_string(),
+        CONVERGE_TIMEOUT,
+    );
+    let before = [c.stats(1), c.stats(2)];
+
+    let listener = in_netns(&c.ns(2), || TcpListener::bind(dst).expect("bind receiver"));
+    let sock = in_netns(&c.ns(1), || {
+        let s = Socket::new(Domain::for_address(src), Type::STREAM, Some(Protocol::TCP))
+            .expect("sender socket");
+        s.bind(&src.into()).expect("bind sender to its pod address");
+        s
+    });
+    let start = Instant::now();
+    let deadline = start + TRANSFER_TIMEOUT;
+
+    let receiver = thread::spawn(move || -> Result<(u64, u64, Option<u64>), String> {
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+                {
+                    thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => return Err(format!("accept: {e}")),
+            }
+        };
+        conn.set_nonblocking(false).map_err(|e| e.to_string())?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        let (mut h, mut n, mut first_mismatch) = (hasher(), 0u64, None);
+        let mut expected = Stream::new();
+        let mut want = vec![0u8; 1 << 16];
+        let (mut want_pos, mut want_len) = (0usize, 0usize);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "receiver: only {n} of {TRANSFER_BYTES} bytes within {TRANSFER_TIMEOUT:?}"
+                ));
+            }
+            let got = match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(got) => got,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(format!("receiver: read after {n} bytes: {e}")),
+            };
+            h.write(&buf[..got]);
+            // Compare with the expected stream, to say where it first differs.
+            let mut k = 0;
+            while k < got {
+                if want_pos == want_len {
+                    expected.fill(&mut want);
+                    (want_pos, want_len) = (0, want.len());
+                }
+                let m = (got - k).min(want_len - want_pos);
+                if first_mismatch.is_none() && buf[k..k + m] != want[want_pos..want_pos + m] {
+                    let off = (0..m)
+                        .find(|&x| buf[k + x] != want[want_pos + x])
+                        .unwrap_or(0);
+                    first_mismatch = Some(n + (k + off) as u64);
+                }
+                k += m;
+                want_pos += m;
+            }
+            n += got as u64;
+        }
+        Ok((n, h.finish(), first_mismatch))
+    });
+
+    let sender = thread::spawn(move || -> Result<(u64, u64), String> {
+        sock.connect_timeout(&dst.into(), Duration::from_secs(20))
+            .map_err(|e| format!("connect {dst}: {e}"))?;
+        let mut conn: TcpStream = sock.into();
+        conn.set_write_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        let (mut h, mut n) = (hasher(), 0u64);
+        let mut stream = Stream::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while n < TRANSFER_BYTES {
+            stream.fill(&mut buf);
+            let chunk = &buf[..(TRANSFER_BYTES - n).min(buf.len() as u64) as usize];
+            let mut off = 0;
+            while off < chunk.len() {
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "sender: only {n} of {TRANSFER_BYTES} bytes within {TRANSFER_TIMEOUT:?}"
+                    ));
+                }
+                match conn.write(&chunk[off..]) {
+                    Ok(w) => off += w,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => return Err(format!("sender: write after {n} bytes: {e}")),
+                }
+            }
+            h.write(chunk);
+            n += chunk.len() as u64;
+        }
+        conn.flush().map_err(|e| e.to_string())?;
+        conn.shutdown(std::net::Shutdown::Write)
+            .map_err(|e| e.to_string())?;
+        Ok((n, h.finish()))
+    });
+
+    let sent = sender.join().expect("sender thread panicked");
+    let received = receiver.join().expect("receiver thread panicked");
+    let elapsed = start.elapsed();
+    let (sent_n, sent_h) = sent.unwrap_or_else(|e| panic!("--io {}: {e}", io.as_arg()));
+    let (recv_n, recv_h, mismatch) =
+        received.unwrap_or_else(|e| panic!("--io {}: {e}", io.as_arg()));
+    eprintln!(
+        "[{}] --io {} {}: {recv_n} bytes in {elapsed:.1?} ({:.0} Mbit/s, for information only)",
+        c.prefix(),
+        io.as_arg(),
+        if v6 { "IPv6" } else { "IPv4" },
+        recv_n as f64 * 8.0 / elapsed.as_secs_f64() / 1e6
+    );
+    assert_eq!(sent_n, TRANSFER_BYTES);
+    assert_eq!(recv_n, sent_n, "received byte count differs from sent");
+    assert_eq!(
+        mismatch, None,
+        "received stream differs from the sent one at byte offset {mismatch:?}"
+    );
+    assert_eq!(recv_h, sent_h, "hash of the received stream differs");
+
+    let (d1, d2) = (c.stats(1).since(&before[0]), c.stats(2).since(&before[1]));
+    assert!(
+        d1.tx_bytes >= TRANSFER_BYTES,
+        "node 1 tunneled {} bytes out, less than the stream",
+        d1.tx_bytes
+    );
+    assert!(
+        d2.rx_bytes >= TRANSFER_BYTES,
+        "node 2 tunneled {} bytes in, less than the stream",
+        d2.rx_bytes
+    );
+    for (i, d) in [(1, d1), (2, d2)] {
+        assert_eq!(
+            d.drops.receive_checks(),
+            0,
+            "node {i}: the stream hit a receive check: {d:?}"
+        );
+    }
+    c.shutdown();
+}

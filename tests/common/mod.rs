@@ -1,0 +1,1008 @@
+//! Real-kernel test harness: a cluster of nodes, each a network namespace, on one machine.
+//!
+//! Follows `shared/TESTBED.md`:
+//! - every namespace is created here, under a prefix unique to this process and cluster
+//!   (`tdr<pid>x<k><rand>-n<i>`), so tests run in parallel and a crashed run never collides;
+//! - [`Cluster`]'s `Drop` kills the tundra processes it started (by pid: SIGTERM, then SIGKILL
+//!   after a bound) and deletes every namespace it made, on success, on panic and after a
+//!   bounded wait failed (every wait here is bounded and panics with a clear message);
+//! - addresses follow the plan: underlay 198.18.0.i/24 and fd18::i/64, overlay subnets
+//!   198.19.i.0/24 and fd19:0:0:i::/64, pod addresses 198.19.i.1/32 and fd19:0:0:i::1/128 on lo.
+//!
+//! Topology: two nodes are joined by a veth pair; three or more through a bridge in a "switch"
+//! namespace, which also takes extra bare hosts ([`Cluster::add_host`]).
+//!
+//! Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::collections::hash_map::RandomState;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::hash::{BuildHasher, Hasher};
+use std::io::Read;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sched::CloneFlags;
+use serde::Deserialize;
+
+/// tundra's UDP port in every test (flannel's UDP backend port).
+pub const PORT: u16 = 8285;
+/// Name of the TUN device tundra creates in each node namespace.
+pub const TUN: &str = "tdr0";
+/// Name of the underlay device in each node namespace.
+pub const UNDERLAY_DEV: &str = "eth0";
+
+/// Bound on waiting for tundra to bring its TUN and routes up.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on waiting for a tundra to exit after SIGTERM before it is SIGKILLed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bound on waiting for a `stats` line after SIGUSR1.
+pub const STATS_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bound on waiting for overlay connectivity right after start (routes settle).
+pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on any helper command (`ip`, `ping`, ...).
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The two I/O engines; every real-kernel test runs once with each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Io {
+    Uring,
+    Poll,
+}
+
+impl Io {
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            Io::Uring => "uring",
+            Io::Poll => "poll",
+        }
+    }
+}
+
+/// Generates `mod uring` and `mod poll`, each with one `#[test]` per listed function
+/// `fn name(io: Io)` of the calling file: every test is written once, run per I/O mode.
+#[macro_export]
+macro_rules! per_io_mode {
+    ($($name:ident),* $(,)?) => {
+        mod uring {
+            $( #[test] fn $name() { super::$name($crate::common::Io::Uring) } )*
+        }
+        mod poll {
+            $( #[test] fn $name() { super::$name($crate::common::Io::Poll) } )*
+        }
+    };
+}
+
+/// Address family of the underlay tundra listens on and sends to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Underlay {
+    V4,
+    V6,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The address plan.
+
+pub fn underlay_v4(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, i)
+}
+pub fn underlay_v6(i: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd18, 0, 0, 0, 0, 0, 0, i.into())
+}
+/// Node i's IPv4 overlay subnet, 198.19.i.0/24.
+pub fn subnet_v4(i: u8) -> String {
+    format!("198.19.{i}.0/24")
+}
+/// Node i's IPv6 overlay subnet, fd19:0:0:i::/64.
+pub fn subnet_v6(i: u8) -> String {
+    format!("fd19:0:0:{i:x}::/64")
+}
+/// The node's own overlay address (first address of its subnet, put on the TUN by tundra).
+pub fn node_v4(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, i, 0)
+}
+pub fn node_v6(i: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd19, 0, 0, i.into(), 0, 0, 0, 0)
+}
+/// The "pod" address on node i's loopback.
+pub fn pod_v4(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, i, 1)
+}
+pub fn pod_v6(i: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd19, 0, 0, i.into(), 0, 0, 0, 1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands, bounded.
+
+/// What a finished (or timed-out) command printed.
+#[derive(Debug)]
+pub struct CmdOutput {
+    pub cmdline: String,
+    /// `None`: killed after the timeout.
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CmdOutput {
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+    /// stdout and stderr together (ping prints its errors on either).
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Display for CmdOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(s) => writeln!(f, "$ {}  ({s})", self.cmdline)?,
+            None => writeln!(f, "$ {}  (TIMED OUT, killed)", self.cmdline)?,
+        }
+        write!(
+            f,
+            "--- stdout:\n{}--- stderr:\n{}",
+            self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `program args...`, killing it if it runs longer than `timeout`.
+pub fn run_cmd(program: &str, args: &[&str], timeout: Duration) -> CmdOutput {
+    let cmdline = std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn `{cmdline}`: {e}"));
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let mut err = child.stderr.take().expect("stderr is piped");
+    let out_reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("waiting for `{cmdline}`: {e}"),
+        }
+    };
+    CmdOutput {
+        cmdline,
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+/// Runs `ip args...` and panics (with its stderr) unless it succeeds. Returns stdout.
+pub fn ip(args: &[&str]) -> String {
+    let out = run_cmd("ip", args, CMD_TIMEOUT);
+    assert!(out.success(), "command failed:\n{out}");
+    out.stdout
+}
+
+/// Runs `program args...` inside namespace `ns` (through `ip netns exec`).
+pub fn ns_cmd(ns: &str, program: &str, args: &[&str]) -> CmdOutput {
+    let mut full = vec!["netns", "exec", ns, program];
+    full.extend_from_slice(args);
+    run_cmd("ip", &full, CMD_TIMEOUT)
+}
+
+/// Outcome of one `ping` run.
+#[derive(Debug)]
+pub struct Ping {
+    pub out: CmdOutput,
+    pub transmitted: u32,
+    pub received: u32,
+}
+
+impl Ping {
+    /// Every packet answered.
+    pub fn all_ok(&self) -> bool {
+        self.transmitted > 0 && self.received == self.transmitted
+    }
+    /// Lines of the output that contain `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.out
+            .all()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Runs `ping args...` in namespace `ns` and parses its summary line.
+pub fn ping(ns: &str, args: &[&str]) -> Ping {
+    let out = ns_cmd(ns, "ping", args);
+    let text = out.stdout.clone();
+    let (mut transmitted, mut received) = (0, 0);
+    if let Some(line) = text.lines().find(|l| l.contains("packets transmitted")) {
+        let mut words = line
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|w| !w.is_empty());
+        transmitted = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        // "N packets transmitted, M received, ..."
+        let rest: Vec<&str> = words.collect();
+        if let Some(pos) = rest.iter().position(|w| *w == "received") {
+            received = rest.get(pos - 1).and_then(|w| w.parse().ok()).unwrap_or(0);
+        }
+    }
+    Ping {
+        out,
+        transmitted,
+        received,
+    }
+}
+
+/// Repeats a one-packet ping until it is answered (routes and peers settle right after start).
+/// Panics with the last ping's output after `timeout`.
+pub fn wait_ping(ns: &str, src: &str, dst: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let p = ping(ns, &["-c", "1", "-W", "1", "-I", src, dst]);
+        if p.all_ok() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "no overlay connectivity {src} -> {dst} in {ns} within {timeout:?}; last try:\n{}",
+                p.out
+            );
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds; panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running code inside a namespace.
+
+fn enter_netns(ns: &str) {
+    let path = format!("/run/netns/{ns}");
+    let file = File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
+    nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
+        .unwrap_or_else(|e| panic!("setns({path}): {e}"));
+}
+
+/// Runs `f` on a thread that has entered network namespace `ns`, and returns its result
+/// (a panic in `f` is propagated). Sockets made by `f` stay in `ns` when used elsewhere.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    thread::scope(|s| {
+        let handle = s.spawn(|| {
+            enter_netns(ns);
+            f()
+        });
+        match handle.join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Like [`in_netns`], but runs in the background; join the handle for the result.
+pub fn spawn_in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    let ns = ns.to_owned();
+    thread::Builder::new()
+        .name(format!("in-{ns}"))
+        .spawn(move || {
+            enter_netns(&ns);
+            f()
+        })
+        .expect("spawn thread")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stats.
+
+/// tundra's drop counters, as printed in its `stats {json}` line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Drops {
+    pub unknown_peer: u64,
+    pub malformed: u64,
+    pub spoofed: u64,
+    pub not_local: u64,
+    pub no_route: u64,
+    pub ttl_exceeded: u64,
+    pub too_big: u64,
+    #[serde(rename = "loop")]
+    pub loop_: u64,
+    pub send_error: u64,
+    pub tun_write_error: u64,
+}
+
+impl Drops {
+    pub fn as_map(&self) -> BTreeMap<&'static str, u64> {
+        BTreeMap::from([
+            ("unknown_peer", self.unknown_peer),
+            ("malformed", self.malformed),
+            ("spoofed", self.spoofed),
+            ("not_local", self.not_local),
+            ("no_route", self.no_route),
+            ("ttl_exceeded", self.ttl_exceeded),
+            ("too_big", self.too_big),
+            ("loop", self.loop_),
+            ("send_error", self.send_error),
+            ("tun_write_error", self.tun_write_error),
+        ])
+    }
+    /// The counters of the receive checks (unknown peer, malformed, spoofed, not local).
+    pub fn receive_checks(&self) -> u64 {
+        self.unknown_peer + self.malformed + self.spoofed + self.not_local
+    }
+}
+
+/// One `stats {json}` line of tundra.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Stats {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub icmp_sent: u64,
+    pub drops: Drops,
+}
+
+impl Stats {
+    /// `self - before`, counter by counter (counters only grow; saturating to be safe).
+    pub fn since(&self, before: &Stats) -> Stats {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        let (x, y) = (&self.drops, &before.drops);
+        Stats {
+            tx_packets: d(self.tx_packets, before.tx_packets),
+            tx_bytes: d(self.tx_bytes, before.tx_bytes),
+            rx_packets: d(self.rx_packets, before.rx_packets),
+            rx_bytes: d(self.rx_bytes, before.rx_bytes),
+            icmp_sent: d(self.icmp_sent, before.icmp_sent),
+            drops: Drops {
+                unknown_peer: d(x.unknown_peer, y.unknown_peer),
+                malformed: d(x.malformed, y.malformed),
+                spoofed: d(x.spoofed, y.spoofed),
+                not_local: d(x.not_local, y.not_local),
+                no_route: d(x.no_route, y.no_route),
+                ttl_exceeded: d(x.ttl_exceeded, y.ttl_exceeded),
+                too_big: d(x.too_big, y.too_big),
+                loop_: d(x.loop_, y.loop_),
+                send_error: d(x.send_error, y.send_error),
+                tun_write_error: d(x.tun_write_error, y.tun_write_error),
+            },
+        }
+    }
+}
+
+/// All `stats {json}` lines in a tundra stderr log, parsed, oldest first.
+/// Panics on a `stats ` line whose JSON does not match the documented shape.
+pub fn parse_stats_lines(log: &str) -> Vec<Stats> {
+    log.lines()
+        .filter_map(|l| l.strip_prefix("stats "))
+        .map(|json| {
+            serde_json::from_str(json)
+                .unwrap_or_else(|e| panic!("bad stats line `stats {json}`: {e}"))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serialising heavy tests.
+
+static HEAVY: Mutex<()> = Mutex::new(());
+
+/// Held by tests that push a lot of data, so that they do not run alongside each other
+/// on a 2-core machine. A poisoned lock (a failed heavy test) is taken all the same.
+pub fn heavy_lock() -> MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cluster.
+
+/// A tundra process started by the harness.
+struct Tundra {
+    node: u8,
+    child: Child,
+    stderr_path: PathBuf,
+    exited: Option<ExitStatus>,
+}
+
+/// How a tundra ended: see [`Cluster::stop`].
+#[derive(Debug)]
+pub struct Exit {
+    pub node: u8,
+    /// `None`: did not exit within [`STOP_TIMEOUT`] of SIGTERM and was SIGKILLed.
+    pub status: Option<ExitStatus>,
+    /// The stats line printed at shutdown (the newest one in the log).
+    pub final_stats: Option<Stats>,
+    pub stderr: String,
+}
+
+/// Network namespaces wired as an underlay network, with tundra processes on some nodes.
+pub struct Cluster {
+    prefix: String,
+    /// Node indices 1..=n: the nodes that are tundra peers of each other.
+    n: u8,
+    /// Bare hosts on the switch: on the underlay, peers of nobody.
+    hosts: Vec<u8>,
+    switch: Option<String>,
+    /// Every namespace created, in order (deleted in reverse).
+    namespaces: Vec<String>,
+    tundras: Vec<Tundra>,
+    log_dir: PathBuf,
+}
+
+fn unique_prefix() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let k = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(k);
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("tdr{}x{k}{:04x}", std::process::id(), h.finish() & 0xffff)
+}
+
+impl Cluster {
+    /// Creates `n` (>= 2) node namespaces on one underlay: a veth pair for two nodes, a bridge
+    /// in a switch namespace for more. Each node has lo up with its pod addresses and `eth0`
+    /// with 198.18.0.i/24 and fd18::i/64 (no DAD, usable at once).
+    pub fn new(n: u8) -> Cluster {
+        assert!((2..=200).contains(&n), "a cluster has 2..=200 nodes");
+        let prefix = unique_prefix();
+        let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&prefix);
+        fs::create_dir_all(&log_dir).expect("create log dir");
+        // Built up step by step inside the guard, so a failure half-way still cleans up.
+        let mut c = Cluster {
+            prefix,
+            n,
+            hosts: Vec::new(),
+            switch: None,
+            namespaces: Vec::new(),
+            tundras: Vec::new(),
+            log_dir,
+        };
+        for i in 1..=n {
+            let ns = c.ns(i);
+            c.add_namespace(&ns);
+        }
+        if n == 2 {
+            ip(&[
+                "-n",
+                &c.ns(1),
+                "link",
+                "add",
+                UNDERLAY_DEV,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                UNDERLAY_DEV,
+                "netns",
+                &c.ns(2),
+            ]);
+        } else {
+            let sw = format!("{}-sw", c.prefix);
+            c.add_namespace(&sw);
+            ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
+            ip(&["-n", &sw, "link", "set", "br0", "up"]);
+            c.switch = Some(sw);
+            for i in 1..=n {
+                c.plug(i, &c.ns(i));
+            }
+        }
+        for i in 1..=n {
+            c.configure_host(i, &c.ns(i));
+        }
+        c
+    }
+
+    /// Adds a bare host namespace `<prefix>-h<i>` on the switch with underlay addresses
+    /// 198.18.0.i and fd18::i; no node has it as a peer. Needs a cluster of 3+ nodes.
+    /// Returns the namespace name.
+    pub fn add_host(&mut self, i: u8) -> String {
+        assert!(
+            self.switch.is_some(),
+            "extra hosts need the bridge (a cluster of 3+ nodes)"
+        );
+        assert!(
+            i > self.n && !self.hosts.contains(&i),
+            "host index {i} is taken"
+        );
+        let ns = format!("{}-h{i}", self.prefix);
+        self.add_namespace(&ns);
+        self.hosts.push(i);
+        self.plug(i, &ns);
+        self.configure_host(i, &ns);
+        ns
+    }
+
+    fn add_namespace(&mut self, ns: &str) {
+        ip(&["netns", "add", ns]);
+        self.namespaces.push(ns.to_owned());
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+        // The kernel sends IPv6 router solicitations out of every new device, the TUN too;
+        // tundra rightly drops them (no route), but they would land at random in the windows
+        // where tests count drops exactly. Nothing here needs router discovery.
+        for key in ["net.ipv6.conf.all.router_solicitations", "net.ipv6.conf.default.router_solicitations"] {
+            let out = ns_cmd(ns, "sysctl", &["-qw", &format!("{key}=0")]);
+            assert!(out.success(), "command failed:\n{out}");
+        }
+    }
+
+    /// Veth from the switch's bridge to `eth0` in `ns`.
+    fn plug(&self, i: u8, ns: &str) {
+        let sw = self.switch.as_deref().expect("switch exists");
+        let port = format!("p{i}");
+        ip(&[
+            "-n",
+            sw,
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            UNDERLAY_DEV,
+            "netns",
+            ns,
+        ]);
+        ip(&["-n", sw, "link", "set", &port, "master", "br0"]);
+        ip(&["-n", sw, "link", "set", &port, "up"]);
+    }
+
+    fn configure_host(&self, i: u8, ns: &str) {
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{}/24", underlay_v4(i)),
+            "dev",
+            UNDERLAY_DEV,
+        ]);
+        ip(&[
+            "-n",
+            ns,
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/64", underlay_v6(i)),
+            "dev",
+            UNDERLAY_DEV,
+            "nodad",
+        ]);
+        ip(&["-n", ns, "link", "set", UNDERLAY_DEV, "up"]);
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{}/32", pod_v4(i)),
+            "dev",
+            "lo",
+        ]);
+        ip(&[
+            "-n",
+            ns,
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/128", pod_v6(i)),
+            "dev",
+            "lo",
+        ]);
+    }
+
+    /// Namespace name of node `i`.
+    pub fn ns(&self, i: u8) -> String {
+        format!("{}-n{i}", self.prefix)
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Starts tundra on node `i` over the IPv4 underlay; see [`Cluster::start_tundra_with`].
+    pub fn start_tundra(&mut self, i: u8, extra: &[&str]) {
+        self.start_tundra_with(i, Underlay::V4, extra)
+    }
+
+    /// Starts `tundra run` in node `i`'s namespace: TUN [`TUN`], listening on port [`PORT`]
+    /// of the given underlay family, local subnets 198.19.i.0/24 and fd19:0:0:i::/64, and
+    /// both subnets of every other node 1..=n as peers. `extra` is appended (`--io`, `--mtu`).
+    /// Returns once the TUN is up with its addresses and a route for every peer subnet;
+    /// panics (with tundra's stderr) if tundra exits or that takes longer than [`START_TIMEOUT`].
+    pub fn start_tundra_with(&mut self, i: u8, underlay: Underlay, extra: &[&str]) {
+        assert!((1..=self.n).contains(&i), "node {i} is not in the cluster");
+        assert!(
+            self.tundras
+                .iter()
+                .all(|t| t.node != i || t.exited.is_some()),
+            "tundra already runs on node {i}"
+        );
+        let ns = self.ns(i);
+        let mut args: Vec<String> = vec![
+            "netns".into(),
+            "exec".into(),
+            ns.clone(),
+            env!("CARGO_BIN_EXE_tundra").into(),
+        ];
+        args.extend(["run", "--tun", TUN].map(String::from));
+        args.push("--listen".into());
+        args.push(match underlay {
+            Underlay::V4 => format!("0.0.0.0:{PORT}"),
+            Underlay::V6 => format!("[::]:{PORT}"),
+        });
+        for s in [subnet_v4(i), subnet_v6(i)] {
+            args.push("--local-subnet".into());
+            args.push(s);
+        }
+        for j in (1..=self.n).filter(|&j| j != i) {
+            let addr = match underlay {
+                Underlay::V4 => format!("{}:{PORT}", underlay_v4(j)),
+                Underlay::V6 => format!("[{}]:{PORT}", underlay_v6(j)),
+            };
+            for s in [subnet_v4(j), subnet_v6(j)] {
+                args.push("--peer".into());
+                args.push(format!("{s}={addr}"));
+            }
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+
+        let run = self.tundras.iter().filter(|t| t.node == i).count();
+        let stderr_path = self.log_dir.join(format!("node{i}.{run}.stderr"));
+        let stdout_path = self.log_dir.join(format!("node{i}.{run}.stdout"));
+        let child = Command::new("ip")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout_path).expect("create stdout log"))
+            .stderr(File::create(&stderr_path).expect("create stderr log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn tundra: {e}"));
+        eprintln!(
+            "[{}] node {i}: started tundra pid {}: ip {}",
+            self.prefix,
+            child.id(),
+            args.join(" ")
+        );
+        self.tundras.push(Tundra {
+            node: i,
+            child,
+            stderr_path,
+            exited: None,
+        });
+        self.wait_configured(i);
+    }
+
+    fn tundra_mut(&mut self, i: u8) -> &mut Tundra {
+        self.tundras
+            .iter_mut()
+            .rev()
+            .find(|t| t.node == i)
+            .unwrap_or_else(|| panic!("no tundra was started on node {i}"))
+    }
+
+    /// The stderr log of node `i`'s newest tundra, so far.
+    pub fn stderr(&self, i: u8) -> String {
+        self.tundras
+            .iter()
+            .rev()
+            .find(|t| t.node == i)
+            .map(|t| fs::read_to_string(&t.stderr_path).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Panics with the log if node `i`'s tundra has exited.
+    fn assert_running(&mut self, i: u8, what: &str) {
+        let t = self.tundra_mut(i);
+        if let Ok(Some(status)) = t.child.try_wait() {
+            t.exited = Some(status);
+            let log = fs::read_to_string(&t.stderr_path).unwrap_or_default();
+            panic!("tundra on node {i} exited ({status}) while {what}; stderr:\n{log}");
+        }
+    }
+
+    fn wait_configured(&mut self, i: u8) {
+        let ns = self.ns(i);
+        let peers: Vec<u8> = (1..=self.n).filter(|&j| j != i).collect();
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut missing;
+        loop {
+            self.assert_running(i, "starting");
+            missing = configured_missing(&ns, &peers);
+            if missing.is_none() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "tundra on node {i} did not configure {TUN} within {START_TIMEOUT:?}: {}\nstderr:\n{}",
+            missing.unwrap_or_default(),
+            self.stderr(i)
+        );
+    }
+
+    /// Sends SIGUSR1 to node `i`'s tundra and returns the `stats` line it prints.
+    pub fn stats(&mut self, i: u8) -> Stats {
+        self.assert_running(i, "asking for stats");
+        let before = parse_stats_lines(&self.stderr(i)).len();
+        let pid = self.tundra_mut(i).child.id();
+        signal(pid, "USR1");
+        let deadline = Instant::now() + STATS_TIMEOUT;
+        loop {
+            let lines = parse_stats_lines(&self.stderr(i));
+            if lines.len() > before {
+                return *lines.last().expect("non-empty");
+            }
+            self.assert_running(i, "asked for stats");
+            if Instant::now() >= deadline {
+                panic!("tundra on node {i} printed no `stats {{...}}` line within {STATS_TIMEOUT:?} of SIGUSR1; stderr:\n{}", self.stderr(i));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Polls node `i`'s stats until `cond` holds and returns them; panics with the last
+    /// stats after `timeout`. (Counters are folded in batches, so they may lag a little.)
+    pub fn wait_stats(
+        &mut self,
+        i: u8,
+        what: &str,
+        timeout: Duration,
+        mut cond: impl FnMut(&Stats) -> bool,
+    ) -> Stats {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.stats(i);
+            if cond(&s) {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "node {i}: timed out after {timeout:?} waiting for stats: {what}; last: {s:?}"
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERMs node `i`'s tundra and waits for it (SIGKILL after [`STOP_TIMEOUT`]).
+    pub fn stop(&mut self, i: u8) -> Exit {
+        let t = self.tundra_mut(i);
+        let status = stop_child(t);
+        let stderr = fs::read_to_string(&t.stderr_path).unwrap_or_default();
+        let final_stats = parse_stats_lines(&stderr).last().copied();
+        Exit {
+            node: i,
+            status,
+            final_stats,
+            stderr,
+        }
+    }
+
+    /// Stops every running tundra and checks that each exited 0 after SIGTERM, printed its
+    /// final stats line, and removed its TUN (and so its routes). Then the namespaces go.
+    pub fn shutdown(mut self) -> Vec<Exit> {
+        let nodes: Vec<u8> = self
+            .tundras
+            .iter()
+            .filter(|t| t.exited.is_none())
+            .map(|t| t.node)
+            .collect();
+        let exits: Vec<Exit> = nodes.iter().map(|&i| self.stop(i)).collect();
+        for e in &exits {
+            let i = e.node;
+            assert!(
+                e.status.is_some_and(|s| s.code() == Some(0)),
+                "tundra on node {i} should exit 0 after SIGTERM, got {:?}; stderr:\n{}",
+                e.status,
+                e.stderr
+            );
+            assert!(
+                e.final_stats.is_some(),
+                "tundra on node {i} printed no stats line at shutdown; stderr:\n{}",
+                e.stderr
+            );
+            let link = run_cmd(
+                "ip",
+                &["-n", &self.ns(i), "link", "show", "dev", TUN],
+                CMD_TIMEOUT,
+            );
+            assert!(
+                !link.success(),
+                "node {i}: {TUN} still exists after tundra exited:\n{link}"
+            );
+        }
+        exits
+    }
+}
+
+/// What is still missing of tundra's configuration in `ns`, or `None` when all is there:
+/// the TUN up, its two addresses, and a route through it for both subnets of every peer.
+fn configured_missing(ns: &str, peers: &[u8]) -> Option<String> {
+    let link = run_cmd(
+        "ip",
+        &["-n", ns, "-o", "link", "show", "dev", TUN],
+        CMD_TIMEOUT,
+    );
+    if !link.success() {
+        return Some(format!("no device {TUN}"));
+    }
+    let flags = link
+        .stdout
+        .split('<')
+        .nth(1)
+        .and_then(|s| s.split('>').next())
+        .unwrap_or("");
+    if !flags.split(',').any(|f| f == "UP") {
+        return Some(format!("{TUN} not up: {}", link.stdout.trim()));
+    }
+    let addrs = run_cmd(
+        "ip",
+        &["-n", ns, "-o", "addr", "show", "dev", TUN],
+        CMD_TIMEOUT,
+    )
+    .stdout;
+    if addrs.contains("tentative") {
+        return Some(format!("tentative address on {TUN}: {addrs}"));
+    }
+    let routes4 = run_cmd(
+        "ip",
+        &["-n", ns, "-4", "route", "show", "dev", TUN],
+        CMD_TIMEOUT,
+    )
+    .stdout;
+    let routes6 = run_cmd(
+        "ip",
+        &["-n", ns, "-6", "route", "show", "dev", TUN],
+        CMD_TIMEOUT,
+    )
+    .stdout;
+    for &j in peers {
+        for (cidr, routes) in [(subnet_v4(j), &routes4), (subnet_v6(j), &routes6)] {
+            if !routes
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(cidr.as_str()))
+            {
+                return Some(format!(
+                    "no route {cidr} dev {TUN}; routes:\n{routes4}{routes6}"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Sends signal `sig` ("TERM", "USR1") to `pid` with kill(1). Failure only means it exited.
+fn signal(pid: u32, sig: &str) {
+    let _ = run_cmd("kill", &["-s", sig, &pid.to_string()], CMD_TIMEOUT);
+}
+
+/// SIGTERM, bounded wait, SIGKILL. `None` if it had to be killed.
+fn stop_child(t: &mut Tundra) -> Option<ExitStatus> {
+    if let Some(status) = t.exited {
+        return Some(status);
+    }
+    if let Ok(Some(status)) = t.child.try_wait() {
+        t.exited = Some(status);
+        return Some(status);
+    }
+    signal(t.child.id(), "TERM");
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = t.child.try_wait() {
+            t.exited = Some(status);
+            return Some(status);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "tundra on node {} ignored SIGTERM for {STOP_TIMEOUT:?}: SIGKILL",
+        t.node
+    );
+    let _ = t.child.kill();
+    t.exited = t.child.wait().ok();
+    None
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let panicking = thread::panicking();
+        for t in &mut self.tundras {
+            let status = stop_child(t);
+            if panicking || status.is_none() {
+                let log = fs::read_to_string(&t.stderr_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!(
+                    "[{}] node {} tundra exit {status:?}; stderr ({}), last lines:\n{}",
+                    self.prefix,
+                    t.node,
+                    t.stderr_path.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+        for ns in self.namespaces.iter().rev() {
+            let out = run_cmd("ip", &["netns", "del", ns], CMD_TIMEOUT);
+            if !out.success() {
+                eprintln!("[{}] cleanup failed:\n{out}", self.prefix);
+            }
+        }
+        let left = run_cmd("ip", &["netns", "list"], CMD_TIMEOUT).stdout;
+        if left.contains(&self.prefix) {
+            eprintln!("[{}] namespaces left behind:\n{left}", self.prefix);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device counters.
+
+/// RX and TX packet counters of `dev` in `ns` (`ip -s -j link`): (rx_packets, tx_packets).
+pub fn link_packets(ns: &str, dev: &str) -> (u64, u64) {
+    let out = ip(&["-n", ns, "-s", "-j", "link", "show", "dev", dev]);
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("ip -j output: {e}: {out}"));
+    let s = &v[0]["stats64"];
+    let get = |dir: &str| {
+        s[dir]["packets"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {dir} packets in {out}"))
+    };
+    (get("rx"), get("tx"))
+}
+
+/// MTU of `dev` in `ns`.
+pub fn link_mtu(ns: &str, dev: &str) -> u64 {
+    let out = ip(&["-n", ns, "-j", "link", "show", "dev", dev]);
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("ip -j output: {e}: {out}"));
+    v[0]["mtu"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no mtu in {out}"))
+}
