@@ -564,7 +564,10 @@ impl Cluster {
         // The kernel sends IPv6 router solicitations out of every new device, the TUN too;
         // tundra rightly drops them (no route), but they would land at random in the windows
         // where tests count drops exactly. Nothing here needs router discovery.
-        for key in ["net.ipv6.conf.all.router_solicitations", "net.ipv6.conf.default.router_solicitations"] {
+        for key in [
+            "net.ipv6.conf.all.router_solicitations",
+            "net.ipv6.conf.default.router_solicitations",
+        ] {
             let out = ns_cmd(ns, "sysctl", &["-qw", &format!("{key}=0")]);
             assert!(out.success(), "command failed:\n{out}");
         }
