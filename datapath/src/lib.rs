@@ -27,5 +27,5 @@ pub mod wire;
 mod testutil;
 
 pub use route::{Peer, PeerId, Route, SharedTable, Table, TableError};
-pub use stats::{Counters, DropReason, LocalCounters};
+pub use stats::{Counters, DropReason, LocalCounters, PeerCounters, PeerTotals};
 pub use tunnel::{decapsulate, Egress, Encapsulator, Ingress};

@@ -12,14 +12,18 @@ use std::sync::Arc;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 
+use crate::stats::PeerCounters;
+
 /// Index of a peer in its [`Table`]. Only meaningful with the table that returned it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub u32);
 
 /// A peer node: where its packets go on the underlay.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Peer {
     pub addr: SocketAddr,
+    /// Shared with the versions before and after this one that also route to `addr`.
+    pub counters: Arc<PeerCounters>,
 }
 
 /// One route: everything inside `prefix` belongs to the node reachable at `peer`.
@@ -74,6 +78,16 @@ impl Table {
     /// A peer address is unusable when its IP is unspecified, multicast or the IPv4 broadcast
     /// address, or its port is 0.
     pub fn new(local_subnets: &[IpNet], routes: &[Route]) -> Result<Table, TableError> {
+        Self::new_after(local_subnets, routes, None)
+    }
+
+    /// Like [`Table::new`], as the version that follows `previous`: a peer that `previous` also
+    /// has keeps its [`PeerCounters`].
+    pub fn new_after(
+        local_subnets: &[IpNet],
+        routes: &[Route],
+        previous: Option<&Table>,
+    ) -> Result<Table, TableError> {
         for (i, &local) in local_subnets.iter().enumerate() {
             if local != local.trunc() {
                 return Err(TableError::HostBitsSet(local));
@@ -111,7 +125,10 @@ impl Table {
                 None => {
                     let id =
                         PeerId(u32::try_from(table.peers.len()).expect("fewer than 2^32 routes"));
-                    table.peers.push(Peer { addr });
+                    let counters = previous
+                        .and_then(|p| p.peer_by_addr(addr).map(|id| p.peer(id).counters.clone()))
+                        .unwrap_or_default();
+                    table.peers.push(Peer { addr, counters });
                     table.by_addr.insert(addr, id);
                     id
                 }
@@ -589,5 +606,44 @@ mod tests {
         );
         assert!(shared.load().lookup(ip("198.19.2.1")).is_some());
         assert_eq!(old.lookup(ip("198.19.2.1")), None);
+    }
+
+    #[test]
+    fn peer_counters_survive_new_versions() {
+        let local: IpNet = "198.19.1.0/24".parse().unwrap();
+        let a: SocketAddr = "198.18.0.2:8285".parse().unwrap();
+        let b: SocketAddr = "198.18.0.3:8285".parse().unwrap();
+        let route = |p: &str, peer| Route {
+            prefix: p.parse().unwrap(),
+            peer,
+        };
+        let v1 = Table::new(
+            &[local],
+            &[route("198.19.2.0/24", a), route("198.19.3.0/24", b)],
+        )
+        .unwrap();
+        v1.peer(v1.peer_by_addr(a).unwrap()).counters.add_tx(3, 300);
+        v1.peer(v1.peer_by_addr(b).unwrap()).counters.add_rx(5, 500);
+        // b loses its routes, a keeps one and gains another, c is new.
+        let c: SocketAddr = "198.18.0.4:8285".parse().unwrap();
+        let routes = [
+            route("198.19.2.0/24", a),
+            route("198.19.5.0/24", a),
+            route("198.19.4.0/24", c),
+        ];
+        let v2 = Table::new_after(&[local], &routes, Some(&v1)).unwrap();
+        let a2 = v2.peer(v2.peer_by_addr(a).unwrap()).counters.snapshot();
+        assert_eq!((a2.tx_packets, a2.tx_bytes), (3, 300));
+        assert_eq!(
+            v2.peer(v2.peer_by_addr(c).unwrap()).counters.snapshot(),
+            Default::default()
+        );
+        assert!(v2.peer_by_addr(b).is_none());
+        // A version built from scratch starts at zero.
+        let v3 = Table::new(&[local], &routes).unwrap();
+        assert_eq!(
+            v3.peer(v3.peer_by_addr(a).unwrap()).counters.snapshot(),
+            Default::default()
+        );
     }
 }

@@ -127,3 +127,53 @@ impl Counters {
         }
     }
 }
+
+/// Packets and bytes sent to and received from one peer, kept across route-table versions for as
+/// long as the peer has routes. The egress thread adds to `tx`, the ingress thread to `rx`, once
+/// per batch; the two halves sit on separate cache lines so the threads do not contend.
+#[derive(Debug, Default)]
+pub struct PeerCounters {
+    tx: Half,
+    rx: Half,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Half {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// A copy of one peer's [`PeerCounters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerTotals {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+}
+
+impl PeerCounters {
+    /// Packets handed to the kernel for this peer (send errors are counted as drops).
+    #[inline]
+    pub fn add_tx(&self, packets: u64, bytes: u64) {
+        self.tx.packets.fetch_add(packets, Ordering::Relaxed);
+        self.tx.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Packets from this peer written to the TUN.
+    #[inline]
+    pub fn add_rx(&self, packets: u64, bytes: u64) {
+        self.rx.packets.fetch_add(packets, Ordering::Relaxed);
+        self.rx.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> PeerTotals {
+        PeerTotals {
+            tx_packets: self.tx.packets.load(Ordering::Relaxed),
+            tx_bytes: self.tx.bytes.load(Ordering::Relaxed),
+            rx_packets: self.rx.packets.load(Ordering::Relaxed),
+            rx_bytes: self.rx.bytes.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -33,8 +33,8 @@ pub enum Egress {
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ingress {
-    /// Write the datagram, unchanged, to the TUN.
-    Deliver,
+    /// Write the datagram, unchanged, to the TUN; it came from this peer.
+    Deliver(PeerId),
     Drop(DropReason),
 }
 
@@ -147,7 +147,7 @@ pub fn decapsulate(table: &Table, from: SocketAddr, datagram: &[u8]) -> Ingress 
     if !table.is_local(pkt.dst_addr()) {
         return Ingress::Drop(DropReason::NotLocal);
     }
-    Ingress::Deliver
+    Ingress::Deliver(peer)
 }
 
 #[cfg(test)]
@@ -443,7 +443,8 @@ mod tests {
         let peer: SocketAddr = PEER.parse().unwrap();
         let stranger: SocketAddr = "198.18.0.9:8285".parse().unwrap();
         let good = ipv4_udp(V4_B, V4_A, 63, true, 8);
-        assert_eq!(decapsulate(&t, peer, &good), Ingress::Deliver);
+        let id = t.peer_by_addr(peer).unwrap();
+        assert_eq!(decapsulate(&t, peer, &good), Ingress::Deliver(id));
         // Unknown peer before malformed.
         assert_eq!(
             decapsulate(&t, stranger, &good[..10]),
@@ -473,7 +474,7 @@ mod tests {
         // IPv6 the same way.
         assert_eq!(
             decapsulate(&t, peer, &ipv6_udp(V6_B, V6_A, 63, 8)),
-            Ingress::Deliver
+            Ingress::Deliver(id)
         );
         assert_eq!(
             decapsulate(&t, peer, &ipv6_udp(V6_A, V6_A, 63, 8)),

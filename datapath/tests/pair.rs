@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use datapath::icmp::MAX_LEN;
+use datapath::route::canonical_addr;
 use datapath::{decapsulate, DropReason, Egress, Encapsulator, Ingress, Route, Table};
 use etherparse::{IpHeaders, Ipv4Header, Ipv6Header, PacketBuilder, SlicedPacket, TransportSlice};
 use ipnet::IpNet;
@@ -105,7 +106,14 @@ impl Pair {
 
 fn receive(node: &Node, from: SocketAddr, datagram: &[u8]) -> Outcome {
     match decapsulate(&node.table, from, datagram) {
-        Ingress::Deliver => Outcome::Delivered(datagram.to_vec()),
+        Ingress::Deliver(peer) => {
+            assert_eq!(
+                node.table.peer(peer).addr,
+                canonical_addr(from),
+                "delivered from the sender"
+            );
+            Outcome::Delivered(datagram.to_vec())
+        }
         Ingress::Drop(reason) => Outcome::DroppedOnIngress(reason),
     }
 }

@@ -77,8 +77,8 @@ struct Outgoing {
     len: u16,
 }
 
-/// Sorts a batch's sends into runs by peer and calls `f` once per run with the peer's socket
-/// address (converted once per run, not per packet).
+/// Sorts a batch's sends into runs by peer, counts each run on its peer, and calls `f` once per
+/// run with the peer's socket address (converted once per run, not per packet).
 fn for_each_peer_run(
     ctx: &Ctx,
     table: &Table,
@@ -89,9 +89,40 @@ fn for_each_peer_run(
     let mut rest = &sends[..];
     while let Some(first) = rest.first() {
         let n = rest.iter().take_while(|o| o.peer == first.peer).count();
-        let addr = ctx.peer_sockaddr(table.peer(first.peer).addr);
-        f(&addr, &rest[..n]);
-        rest = &rest[n..];
+        let (run, tail) = rest.split_at(n);
+        let peer = table.peer(first.peer);
+        let bytes = run.iter().map(|o| u64::from(o.len)).sum();
+        peer.counters.add_tx(n as u64, bytes);
+        f(&ctx.peer_sockaddr(peer.addr), run);
+        rest = tail;
+    }
+}
+
+/// Per-peer receive counts of one ingress batch, added to the peers' counters once per batch.
+struct PeerTally(Vec<(PeerId, u64, u64)>);
+
+impl PeerTally {
+    fn new() -> Self {
+        PeerTally(Vec::with_capacity(BATCH))
+    }
+
+    fn add(&mut self, peer: PeerId, bytes: usize) {
+        // A batch holds few distinct peers: a linear scan beats hashing.
+        match self.0.iter_mut().find(|(p, _, _)| *p == peer) {
+            Some(entry) => {
+                entry.1 += 1;
+                entry.2 += bytes as u64;
+            }
+            None => self.0.push((peer, 1, bytes as u64)),
+        }
+    }
+
+    /// Adds the batch to the peers of `table` (the version the batch was decided with).
+    fn flush(&mut self, table: &Table) {
+        for &(peer, packets, bytes) in &self.0 {
+            table.peer(peer).counters.add_rx(packets, bytes);
+        }
+        self.0.clear();
     }
 }
 

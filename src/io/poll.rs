@@ -10,7 +10,7 @@ use datapath::{decapsulate, DropReason, Egress, Ingress, LocalCounters};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use super::{for_each_peer_run, Ctx, DropLog, Outgoing, BATCH, SLOT_SIZE, TICK};
+use super::{for_each_peer_run, Ctx, DropLog, Outgoing, PeerTally, BATCH, SLOT_SIZE, TICK};
 use crate::sys::mmsg::{self, RecvBatch, SendBatch};
 
 fn wait(poll: &mut Poll, events: &mut Events) -> io::Result<()> {
@@ -115,6 +115,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
     let mut batch = RecvBatch::new(BATCH, SLOT_SIZE);
     let mut local = LocalCounters::default();
     let mut log = DropLog::new("ingress");
+    let mut tally = PeerTally::new();
 
     while !ctx.stopped() {
         wait(&mut poll, &mut events)?;
@@ -135,8 +136,9 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
                     None => Ingress::Drop(DropReason::UnknownPeer),
                 };
                 match verdict {
-                    Ingress::Deliver => match mmsg::write(tun, payload) {
+                    Ingress::Deliver(peer) => match mmsg::write(tun, payload) {
                         Ok(_) => {
+                            tally.add(peer, payload.len());
                             local.rx_packets += 1;
                             local.rx_bytes += payload.len() as u64;
                         }
@@ -145,6 +147,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
                     Ingress::Drop(reason) => local.drop(reason),
                 }
             }
+            tally.flush(&table);
             log.note(&local);
             ctx.counters.absorb(&mut local);
             if n < BATCH {

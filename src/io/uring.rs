@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use datapath::{decapsulate, DropReason, Egress, Ingress, LocalCounters};
 
-use super::{for_each_peer_run, Ctx, DropLog, Outgoing, BATCH, SLOT_SIZE, TICK};
+use super::{for_each_peer_run, Ctx, DropLog, Outgoing, PeerTally, BATCH, SLOT_SIZE, TICK};
 use crate::sys::uring::{Completion, Op, Ring};
 
 /// Slots per ring: reads (or receives) kept in flight plus room for sends and writes in flight.
@@ -153,6 +153,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
     let mut done: Vec<Completion> = Vec::with_capacity(2 * SLOTS);
     let mut local = LocalCounters::default();
     let mut log = DropLog::new("ingress");
+    let mut tally = PeerTally::new();
 
     while !ctx.stopped() {
         while recvs < BATCH {
@@ -182,7 +183,8 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
                             None => Ingress::Drop(DropReason::UnknownPeer),
                         };
                         match verdict {
-                            Ingress::Deliver => {
+                            Ingress::Deliver(peer) => {
+                                tally.add(peer, len);
                                 ring.write(tun, c.slot, len)?;
                                 continue;
                             }
@@ -208,6 +210,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
             }
             free.push(c.slot);
         }
+        tally.flush(&table);
         log.note(&local);
         ctx.counters.absorb(&mut local);
     }
