@@ -138,6 +138,10 @@ pub struct Config {
     pub io: IoMode,
     /// Whether tundra sets up the TUN's MTU, addresses and routes (`--no-configure`: false).
     pub configure: bool,
+    /// Path of the control socket; `None`: no control socket.
+    pub control: Option<PathBuf>,
+    /// Address of the Prometheus metrics endpoint; `None`: none.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The `tundra run` flags as given, unparsed: `None` or empty when a flag is absent, so that
@@ -549,6 +553,8 @@ impl Config {
             mtu,
             io,
             configure,
+            control: None,
+            metrics: None,
         })
     }
 }

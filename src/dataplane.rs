@@ -1,8 +1,32 @@
-//! Starting and stopping the datapath threads.
+//! Starting and stopping a dataplane, the library's entry point.
 //!
 //! [`Dataplane::start`] validates everything it can before it changes anything (route table,
 //! UDP bind, io_uring availability), then opens and configures the TUN, then starts one egress
-//! and one ingress thread. [`Dataplane::shutdown`] stops them and removes what was configured.
+//! and one ingress thread and the control thread. [`Dataplane::shutdown`] stops them and
+//! removes what was configured.
+//!
+//! ```no_run
+//! use tundra::Dataplane;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dataplane = Dataplane::builder()
+//!     .tun("flannel0")
+//!     .listen("0.0.0.0:8285".parse()?)
+//!     .local_subnet("10.244.1.0/24".parse()?)
+//!     .peer("10.244.2.0/24".parse()?, "192.0.2.2:8285".parse()?)
+//!     .start()?;
+//!
+//! // A node joined and another left: one transaction, one new table version.
+//! dataplane
+//!     .routes()
+//!     .insert("10.244.3.0/24".parse()?, "192.0.2.3:8285".parse()?)
+//!     .remove("10.244.2.0/24".parse()?)
+//!     .commit()?;
+//! println!("{} packets sent", dataplane.stats().totals.tx_packets);
+//! dataplane.shutdown()?;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -12,10 +36,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use datapath::{Counters, DropReason, LocalCounters, SharedTable, Table, TableError};
+use datapath::{Counters, Route, SharedTable, Table, TableError};
+use ipnet::IpNet;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{Config, IoMode};
+use crate::config::{self, Config, ConfigError, Encap, IoMode};
+use crate::control::{self, Controller, RouteTxn, Stats};
 use crate::io::{poll, uring, Ctx};
 use crate::netdev::{self, NetConfig, NetdevError, Tun};
 use crate::sys;
@@ -48,15 +74,17 @@ pub enum Error {
     Panicked { thread: &'static str },
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
-/// A running dataplane: the TUN, the socket, the route table and the two datapath threads.
+/// A running dataplane: the TUN, the socket, the route table, the two datapath threads and the
+/// control thread. Dropping it stops it, like [`Dataplane::shutdown`] without the report.
 pub struct Dataplane {
     stop: Arc<AtomicBool>,
     threads: Vec<(&'static str, JoinHandle<io::Result<()>>)>,
-    table: Arc<SharedTable>,
-    counters: Arc<Counters>,
-    netconfig: Option<NetConfig>,
+    control: Option<JoinHandle<Option<NetConfig>>>,
+    controller: Controller,
     io: IoMode,
     mtu: u16,
     tunnel_mtu: u16,
@@ -64,6 +92,12 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
+    /// A builder with the CLI's defaults (`tundra0`, `0.0.0.0:8285`, `udp`, auto I/O, configure
+    /// the TUN, no control socket, no metrics).
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
     /// Starts the dataplane described by `config`.
     ///
     /// # Errors
@@ -92,17 +126,26 @@ impl Dataplane {
         // FMODE_NOWAIT, so on a blocking descriptor every read and write would be handed to an
         // io-wq worker thread, while on a non-blocking one io_uring tries inline and arms a
         // poll when the queue is empty.
-        tun.set_nonblocking(true).map_err(|source| Error::Thread {
-            thread: "setup",
-            source,
-        })?;
+        if let Err(source) = tun.set_nonblocking(true) {
+            if let Some(netconfig) = netconfig {
+                let _ = netconfig.remove();
+            }
+            return Err(Error::Thread {
+                thread: "setup",
+                source,
+            });
+        }
 
+        let table = Arc::new(SharedTable::new(table));
+        let counters = Arc::new(Counters::default());
+        let (controller, control_thread) =
+            control::new(config, table.clone(), counters.clone(), io, netconfig);
         let ctx = Ctx {
             tun: tun.clone(),
             map_v4: config.listen.is_ipv6(),
             udp: Arc::new(udp),
-            table: Arc::new(SharedTable::new(table)),
-            counters: Arc::new(Counters::default()),
+            table,
+            counters,
             stop: Arc::new(AtomicBool::new(false)),
             tunnel_mtu: usize::from(tunnel_mtu),
             epoch: Instant::now(),
@@ -110,14 +153,27 @@ impl Dataplane {
         let mut dataplane = Dataplane {
             stop: ctx.stop.clone(),
             threads: Vec::new(),
-            table: ctx.table.clone(),
-            counters: ctx.counters.clone(),
-            netconfig,
+            control: None,
+            controller,
             io,
             mtu,
             tunnel_mtu,
             _tun: tun,
         };
+        let control = std::thread::Builder::new()
+            .name("tundra-control".into())
+            .spawn(move || control_thread.run());
+        match control {
+            Ok(handle) => dataplane.control = Some(handle),
+            // The thread state (with the kernel configuration) is gone with the failed spawn;
+            // the TUN it configured disappears when `_tun` closes.
+            Err(source) => {
+                return Err(Error::Thread {
+                    thread: "control",
+                    source,
+                })
+            }
+        }
         type Loop = fn(Ctx) -> io::Result<()>;
         let (egress, ingress): (Loop, Loop) = match io {
             IoMode::Poll => (poll::egress, poll::ingress),
@@ -131,34 +187,38 @@ impl Dataplane {
             match spawned {
                 Ok(handle) => dataplane.threads.push((name, handle)),
                 Err(source) => {
-                    let _ = dataplane.stop_threads();
                     return Err(Error::Thread {
                         thread: name,
                         source,
-                    });
+                    })
                 }
             }
         }
         tracing::info!(
             tun = config.tun,
             listen = %config.listen,
-            io = ?io,
+            io = %io,
             mtu,
             tunnel_mtu,
-            peers = dataplane.table.load().peers().len(),
+            routes = config.peers.len(),
             "dataplane running"
         );
         Ok(dataplane)
     }
 
-    /// The published route table: load it to read, publish a new version to change routes.
-    pub fn table(&self) -> &Arc<SharedTable> {
-        &self.table
+    /// A route transaction: `dataplane.routes().insert(..).remove(..).commit()`.
+    pub fn routes(&self) -> RouteTxn<'_> {
+        self.controller.routes()
     }
 
-    /// Totals since start.
-    pub fn counters(&self) -> LocalCounters {
-        self.counters.snapshot()
+    /// A cloneable handle for other threads (a control socket, a daemon's watcher).
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    /// Totals, drops by reason, and per-peer counters since start.
+    pub fn stats(&self) -> Stats {
+        self.controller.stats()
     }
 
     /// The I/O engine in use (`Uring` or `Poll`, never `Auto`).
@@ -179,18 +239,14 @@ impl Dataplane {
             .map(|(name, _)| *name)
     }
 
-    /// Stops the datapath threads, waits for them, and removes the addresses and routes it
-    /// added. Returns the first error a thread ended with, or the cleanup error.
+    /// Stops the datapath and control threads, waits for them, and removes the addresses and
+    /// routes it added. Returns once every thread is gone, with the first error a thread ended
+    /// with, or the cleanup error.
     pub fn shutdown(mut self) -> Result<(), Error> {
-        let threads = self.stop_threads();
-        let cleanup = match self.netconfig.take() {
-            Some(netconfig) => netconfig.remove().map_err(Error::from),
-            None => Ok(()),
-        };
-        threads.and(cleanup)
+        self.stop_all()
     }
 
-    fn stop_threads(&mut self) -> Result<(), Error> {
+    fn stop_all(&mut self) -> Result<(), Error> {
         self.stop.store(true, Ordering::Relaxed);
         let mut result = Ok(());
         for (thread, handle) in self.threads.drain(..) {
@@ -201,61 +257,198 @@ impl Dataplane {
             };
             result = result.and(r);
         }
+        if let Some(control) = self.control.take() {
+            self.controller.close();
+            match control.join() {
+                Ok(Some(netconfig)) => result = result.and(netconfig.remove().map_err(Error::from)),
+                Ok(None) => {}
+                Err(_) => result = result.and(Err(Error::Panicked { thread: "control" })),
+            }
+        }
         result
     }
 }
 
 impl Drop for Dataplane {
     fn drop(&mut self) {
-        let _ = self.stop_threads();
-        if let Some(netconfig) = self.netconfig.take() {
-            let _ = netconfig.remove();
+        if let Err(e) = self.stop_all() {
+            tracing::warn!("while stopping: {e}");
         }
     }
 }
 
+/// Settings for [`Dataplane::start`], the same as the CLI's and the config file's.
+#[derive(Clone, Debug)]
+pub struct Builder {
+    config: Config,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            config: Config {
+                tun: config::DEFAULT_TUN.to_owned(),
+                listen: config::DEFAULT_LISTEN,
+                local_subnets: Vec::new(),
+                peers: Vec::new(),
+                encap: Encap::Udp,
+                mtu: None,
+                io: IoMode::Auto,
+                configure: true,
+                control: None,
+                metrics: None,
+            },
+        }
+    }
+}
+
+impl From<Config> for Builder {
+    fn from(config: Config) -> Self {
+        Builder { config }
+    }
+}
+
+impl Builder {
+    pub fn tun(mut self, name: &str) -> Self {
+        self.config.tun = name.to_owned();
+        self
+    }
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+    pub fn local_subnet(mut self, subnet: IpNet) -> Self {
+        self.config.local_subnets.push(subnet);
+        self
+    }
+    pub fn peer(mut self, prefix: IpNet, peer: SocketAddr) -> Self {
+        self.config.peers.push(Route { prefix, peer });
+        self
+    }
+    /// The TUN's MTU; default: the underlay's less the encapsulation overhead.
+    pub fn mtu(mut self, mtu: u16) -> Self {
+        self.config.mtu = Some(mtu);
+        self
+    }
+    pub fn io(mut self, io: IoMode) -> Self {
+        self.config.io = io;
+        self
+    }
+    /// `false`: leave the TUN's MTU, addresses and routes to the caller.
+    pub fn configure(mut self, configure: bool) -> Self {
+        self.config.configure = configure;
+        self
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Validates the settings and starts the dataplane.
+    ///
+    /// # Errors
+    /// As [`Dataplane::start`], and for an invalid TUN name or an underlay address family the
+    /// listen address cannot reach.
+    pub fn start(self) -> Result<Dataplane, Error> {
+        let c = &self.config;
+        let invalid = |origin: &'static str, value: String, problem| {
+            Error::Config(ConfigError::Invalid(Box::new(config::InvalidValue {
+                origin: config::Origin::Flag(origin),
+                value,
+                problem,
+            })))
+        };
+        config::check_tun_name(&c.tun).map_err(|p| invalid("tun", c.tun.clone(), p))?;
+        for route in &c.peers {
+            config::check_family(route.peer, c.listen)
+                .map_err(|p| invalid("peer", format!("{}={}", route.prefix, route.peer), p))?;
+        }
+        Dataplane::start(c)
+    }
+}
+
 /// Runs the dataplane until SIGINT or SIGTERM, then shuts it down. SIGUSR1 prints the
-/// counters as one `stats {json}` line on stderr; so does the shutdown.
+/// counters as one `stats {json}` line on stderr; so does the shutdown. SIGHUP calls `reload`
+/// for a fresh configuration and applies its route changes as one version, or refuses it whole
+/// (logged) if it is invalid or changes a setting that needs a restart.
 ///
 /// # Errors
 /// A start error, a datapath thread that failed, or a cleanup error.
-pub fn run_until_signal(config: &Config) -> Result<(), Error> {
-    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+pub fn run_until_signal(
+    config: &Config,
+    reload: impl Fn() -> Result<Config, ConfigError>,
+) -> Result<(), Error> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
     let term = Arc::new(AtomicBool::new(false));
     let usr1 = Arc::new(AtomicBool::new(false));
-    for (sig, flag) in [(SIGINT, &term), (SIGTERM, &term), (SIGUSR1, &usr1)] {
+    let hup = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (SIGINT, &term),
+        (SIGTERM, &term),
+        (SIGUSR1, &usr1),
+        (SIGHUP, &hup),
+    ] {
         signal_hook::flag::register(sig, flag.clone()).map_err(Error::Signals)?;
     }
     let dataplane = Dataplane::start(config)?;
+    let mut running = config.clone();
     while !term.load(Ordering::Relaxed) && dataplane.failed().is_none() {
         std::thread::sleep(Duration::from_millis(50));
         if usr1.swap(false, Ordering::Relaxed) {
-            eprintln!("stats {}", stats_json(&dataplane.counters()));
+            eprintln!("stats {}", dataplane.stats().to_json());
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            match reload_routes(&dataplane, &running, reload()) {
+                Ok((next, applied)) => {
+                    tracing::info!(
+                        version = applied.version,
+                        added = applied.added,
+                        removed = applied.removed,
+                        changed = applied.changed,
+                        "configuration reloaded"
+                    );
+                    running = next;
+                }
+                Err(e) => tracing::error!("reload refused, running configuration kept: {e}"),
+            }
         }
     }
-    let counters = dataplane.counters();
+    let stats = dataplane.stats();
     let result = dataplane.shutdown();
-    eprintln!("stats {}", stats_json(&counters));
+    eprintln!("stats {}", stats.to_json());
     if result.is_ok() {
         tracing::info!("stopped");
     }
     result
 }
 
-/// The counters as a JSON object: packets and bytes each way, ICMP errors sent, drops by reason.
-pub fn stats_json(c: &LocalCounters) -> serde_json::Value {
-    let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
-        .iter()
-        .map(|r| (r.as_str().to_owned(), c.drops[*r as usize].into()))
-        .collect();
-    serde_json::json!({
-        "tx_packets": c.tx_packets,
-        "tx_bytes": c.tx_bytes,
-        "rx_packets": c.rx_packets,
-        "rx_bytes": c.rx_bytes,
-        "icmp_sent": c.icmp_sent,
-        "drops": drops,
-    })
+/// Applies a reloaded configuration's routes as one version, if nothing else changed.
+fn reload_routes(
+    dataplane: &Dataplane,
+    running: &Config,
+    loaded: Result<Config, ConfigError>,
+) -> Result<(Config, control::Applied), Box<dyn std::error::Error>> {
+    let next = loaded?;
+    let fixed: [(&'static str, bool); 8] = [
+        ("tun", next.tun == running.tun),
+        ("listen", next.listen == running.listen),
+        ("local_subnets", next.local_subnets == running.local_subnets),
+        ("encap", next.encap == running.encap),
+        ("mtu", next.mtu == running.mtu),
+        ("io", next.io == running.io),
+        ("configure", next.configure == running.configure),
+        (
+            "control",
+            next.control == running.control && next.metrics == running.metrics,
+        ),
+    ];
+    if let Some((name, _)) = fixed.iter().find(|(_, same)| !same) {
+        return Err(control::ControlError::NeedsRestart(name).into());
+    }
+    let applied = dataplane
+        .routes()
+        .replace_all(next.peers.iter().copied())
+        .commit()?;
+    Ok((next, applied))
 }
 
 /// `Auto` becomes `Uring` where a ring can be set up, else `Poll`.

@@ -10,9 +10,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod dataplane;
 mod io;
 pub mod netdev;
 mod sys;
 
+pub use control::{Applied, ControlError, Controller, RouteOp, RouteTxn, Stats};
 pub use datapath;
+pub use dataplane::{Builder, Dataplane, Error};

@@ -32,7 +32,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let config = match Config::load(&Flags::from(args)) {
+    let flags = Flags::from(args);
+    let config = match Config::load(&flags) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {}", chain(&e));
@@ -40,7 +41,7 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     tracing::debug!(?config, "configuration");
-    match tundra::dataplane::run_until_signal(&config) {
+    match tundra::dataplane::run_until_signal(&config, || Config::load(&flags)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", chain(&e));

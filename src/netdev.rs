@@ -10,6 +10,7 @@
 //! this is control-plane work, done at start, at stop and when the peers change, never on the
 //! hot path. See `docs/decisions.md` for why these crates.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -212,7 +213,8 @@ pub struct NetConfig {
     /// The addresses that `configure` added (not those that were already there), in order.
     addresses: Vec<IpAddr>,
     /// The routes added, in order, with their preferred source.
-    routes: Vec<(IpNet, Option<IpAddr>)>,
+    /// Prefix to preferred source; a map, as a cluster may route 100k node subnets.
+    routes: HashMap<IpNet, Option<IpAddr>>,
     src_v4: Option<Ipv4Addr>,
     src_v6: Option<Ipv6Addr>,
 }
@@ -283,7 +285,7 @@ pub fn configure(
         link_before: None,
         accept_local_before: None,
         addresses: Vec::new(),
-        routes: Vec::new(),
+        routes: HashMap::new(),
         src_v4: addresses.iter().find_map(|a| match a {
             IpAddr::V4(a) => Some(*a),
             IpAddr::V6(_) => None,
@@ -312,7 +314,7 @@ impl NetConfig {
 
     /// The routes currently added through the device, in the order they were added.
     pub fn routes(&self) -> impl Iterator<Item = IpNet> + '_ {
-        self.routes.iter().map(|(prefix, _)| *prefix)
+        self.routes.keys().copied()
     }
 
     /// Adds a route to `prefix` (host bits cleared) through the device, with the first local
@@ -325,7 +327,7 @@ impl NetConfig {
     /// main table (through any device).
     pub fn add_route(&mut self, prefix: IpNet) -> Result<(), NetdevError> {
         let prefix = prefix.trunc();
-        if self.routes.iter().any(|(p, _)| *p == prefix) {
+        if self.routes.contains_key(&prefix) {
             return Ok(());
         }
         let src = match prefix {
@@ -339,7 +341,7 @@ impl NetConfig {
                 NLM_F_CREATE | NLM_F_EXCL,
             )
             .map_err(|error| self.route_error(Change::Add, prefix, error))?;
-        self.routes.push((prefix, src));
+        self.routes.insert(prefix, src);
         Ok(())
     }
 
@@ -353,12 +355,11 @@ impl NetConfig {
     /// [`remove`](Self::remove) tries again.
     pub fn del_route(&mut self, prefix: IpNet) -> Result<(), NetdevError> {
         let prefix = prefix.trunc();
-        let Some(i) = self.routes.iter().position(|(p, _)| *p == prefix) else {
+        let Some(&src) = self.routes.get(&prefix) else {
             return Ok(());
         };
-        let (_, src) = self.routes[i];
         self.delete_route(prefix, src)?;
-        self.routes.remove(i);
+        self.routes.remove(&prefix);
         Ok(())
     }
 
@@ -446,7 +447,7 @@ impl NetConfig {
                 first.get_or_insert(error);
             }
         };
-        while let Some((prefix, src)) = self.routes.pop() {
+        for (prefix, src) in std::mem::take(&mut self.routes) {
             note(self.delete_route(prefix, src));
         }
         while let Some(address) = self.addresses.pop() {

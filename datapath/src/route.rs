@@ -34,7 +34,7 @@ pub struct Route {
 }
 
 /// Why a table could not be built. Nothing is published when building fails.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TableError {
     #[error("prefix {0} has host bits set (did you mean {trunc}?)", trunc = .0.trunc())]
     HostBitsSet(IpNet),
@@ -106,20 +106,9 @@ impl Table {
             routes: routes.to_vec(),
         };
         for route in routes {
+            check_route(local_subnets, route)?;
             let prefix = route.prefix;
-            if prefix != prefix.trunc() {
-                return Err(TableError::HostBitsSet(prefix));
-            }
             let addr = canonical_addr(route.peer);
-            if !usable_peer(addr) {
-                return Err(TableError::BadPeer(route.peer));
-            }
-            if let Some(&local) = local_subnets.iter().find(|l| overlaps(l, &prefix)) {
-                return Err(TableError::OverlapsLocal {
-                    route: prefix,
-                    local,
-                });
-            }
             let id = match table.by_addr.get(&addr) {
                 Some(&id) => id,
                 None => {
@@ -198,6 +187,25 @@ impl Table {
 }
 
 /// `true` when one of the two prefixes contains the other.
+/// Checks one route on its own, as [`Table::new`] does for each: canonical prefix, usable peer
+/// address, no overlap with a local subnet. (Duplicates are a property of a whole table.)
+pub fn check_route(local_subnets: &[IpNet], route: &Route) -> Result<(), TableError> {
+    let prefix = route.prefix;
+    if prefix != prefix.trunc() {
+        return Err(TableError::HostBitsSet(prefix));
+    }
+    if !usable_peer(canonical_addr(route.peer)) {
+        return Err(TableError::BadPeer(route.peer));
+    }
+    if let Some(&local) = local_subnets.iter().find(|l| overlaps(l, &prefix)) {
+        return Err(TableError::OverlapsLocal {
+            route: prefix,
+            local,
+        });
+    }
+    Ok(())
+}
+
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(b) || b.contains(a)
 }

@@ -1,0 +1,494 @@
+//! The control side: one thread owns the writer side of the route table and the kernel routes
+//! through the TUN. Everything that changes routes (the library's [`Controller::routes`], the
+//! control socket, a config reload) is a transaction sent to that thread, which validates it
+//! completely, applies the kernel side, and publishes a new table version in one atomic step.
+//!
+//! Transactions that arrive together are published together: under a storm of single-route
+//! changes the thread builds one table per burst, not one per change, while each transaction
+//! still succeeds or fails on its own.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use datapath::route::check_route;
+use datapath::{
+    Counters, DropReason, LocalCounters, PeerTotals, Route, SharedTable, Table, TableError,
+};
+use ipnet::IpNet;
+
+use crate::config::{Config, IoMode};
+use crate::netdev::{NetConfig, NetdevError};
+
+/// Most transactions folded into one published version.
+const MAX_BURST: usize = 4096;
+
+/// One change inside a route transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteOp {
+    /// Routes `prefix` to `peer`, replacing the peer if the prefix is already routed.
+    Insert(Route),
+    /// Removes the route to a prefix; an error if it is not routed.
+    Remove(IpNet),
+    /// Replaces every route (a resync).
+    ReplaceAll(Vec<Route>),
+}
+
+/// Why a route transaction was refused. A refused transaction changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Invalid(#[from] TableError),
+    #[error("{0} is not routed")]
+    NotRouted(IpNet),
+    #[error("{0} is routed twice in this transaction")]
+    Duplicate(IpNet),
+    #[error(transparent)]
+    Kernel(#[from] NetdevError),
+    #[error("{0} cannot change while running; restart tundra to change it")]
+    NeedsRestart(&'static str),
+    #[error("the dataplane is shutting down")]
+    Closed,
+}
+
+/// What a committed transaction did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Applied {
+    /// The table version that contains the change.
+    pub version: u64,
+    pub added: usize,
+    pub removed: usize,
+    /// Prefixes that moved to another peer.
+    pub changed: usize,
+    /// Routes in the table afterwards.
+    pub routes: usize,
+}
+
+/// A peer and its traffic.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PeerInfo {
+    pub addr: SocketAddr,
+    pub prefixes: Vec<IpNet>,
+    #[serde(flatten)]
+    pub totals: PeerTotalsSer,
+}
+
+/// [`PeerTotals`] in a serialisable form.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PeerTotalsSer {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+}
+
+impl From<PeerTotals> for PeerTotalsSer {
+    fn from(t: PeerTotals) -> Self {
+        PeerTotalsSer {
+            tx_packets: t.tx_packets,
+            tx_bytes: t.tx_bytes,
+            rx_packets: t.rx_packets,
+            rx_bytes: t.rx_bytes,
+        }
+    }
+}
+
+/// Counters of the whole dataplane and of each peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    pub totals: LocalCounters,
+    pub peers: Vec<PeerInfo>,
+    pub routes: usize,
+    pub version: u64,
+    pub uptime: Duration,
+    pub io: IoMode,
+}
+
+impl Stats {
+    /// The stats as JSON: totals, drops by reason, and per-peer counters.
+    pub fn to_json(&self) -> serde_json::Value {
+        let c = &self.totals;
+        let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
+            .iter()
+            .map(|r| (r.as_str().to_owned(), c.drops[*r as usize].into()))
+            .collect();
+        serde_json::json!({
+            "tx_packets": c.tx_packets,
+            "tx_bytes": c.tx_bytes,
+            "rx_packets": c.rx_packets,
+            "rx_bytes": c.rx_bytes,
+            "icmp_sent": c.icmp_sent,
+            "drops": drops,
+            "routes": self.routes,
+            "version": self.version,
+            "uptime_secs": self.uptime.as_secs_f64(),
+            "io": self.io.to_string(),
+            "peers": self.peers,
+        })
+    }
+}
+
+enum Request {
+    Routes(Vec<RouteOp>, Sender<Result<Applied, ControlError>>),
+    /// Stop serving; later requests are answered [`ControlError::Closed`].
+    Close,
+}
+
+struct Shared {
+    table: Arc<SharedTable>,
+    counters: Arc<Counters>,
+    version: AtomicU64,
+    started: Instant,
+    io: IoMode,
+}
+
+/// A cheap, cloneable handle to a running dataplane's control side. `Send + Sync`: use it from
+/// any thread; its calls block only while the control thread applies the change (kernel route
+/// updates included), which from an async program belongs in `spawn_blocking`.
+#[derive(Clone)]
+pub struct Controller {
+    tx: Sender<Request>,
+    shared: Arc<Shared>,
+}
+
+impl Controller {
+    /// A route transaction: add changes, then [`RouteTxn::commit`].
+    pub fn routes(&self) -> RouteTxn<'_> {
+        RouteTxn {
+            controller: self,
+            ops: Vec::new(),
+        }
+    }
+
+    /// Applies `ops` as one transaction.
+    ///
+    /// # Errors
+    /// The first invalid change, or a kernel route the kernel refused; nothing is applied then.
+    pub fn apply(&self, ops: Vec<RouteOp>) -> Result<Applied, ControlError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(Request::Routes(ops, reply))
+            .map_err(|_| ControlError::Closed)?;
+        rx.recv().map_err(|_| ControlError::Closed)?
+    }
+
+    /// Asks the control thread to stop (the dataplane is shutting down).
+    pub(crate) fn close(&self) {
+        let _ = self.tx.send(Request::Close);
+    }
+
+    /// The current table version (immutable; a later change publishes a new one).
+    pub fn table(&self) -> Arc<Table> {
+        self.shared.table.snapshot()
+    }
+
+    /// Every peer with its prefixes and counters, ordered by address.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        peers_of(&self.table())
+    }
+
+    pub fn stats(&self) -> Stats {
+        let table = self.table();
+        Stats {
+            totals: self.shared.counters.snapshot(),
+            routes: table.routes().len(),
+            peers: peers_of(&table),
+            version: self.shared.version.load(Ordering::Relaxed),
+            uptime: self.shared.started.elapsed(),
+            io: self.shared.io,
+        }
+    }
+}
+
+fn peers_of(table: &Table) -> Vec<PeerInfo> {
+    let mut prefixes: HashMap<SocketAddr, Vec<IpNet>> = HashMap::new();
+    for route in table.routes() {
+        prefixes
+            .entry(datapath::route::canonical_addr(route.peer))
+            .or_default()
+            .push(route.prefix);
+    }
+    let mut peers: Vec<PeerInfo> = table
+        .peers()
+        .iter()
+        .map(|p| {
+            let mut prefixes = prefixes.remove(&p.addr).unwrap_or_default();
+            prefixes.sort();
+            PeerInfo {
+                addr: p.addr,
+                prefixes,
+                totals: p.counters.snapshot().into(),
+            }
+        })
+        .collect();
+    peers.sort_by_key(|p| p.addr);
+    peers
+}
+
+/// A route transaction under construction. Nothing happens until [`RouteTxn::commit`].
+#[must_use = "a route transaction does nothing until it is committed"]
+pub struct RouteTxn<'a> {
+    controller: &'a Controller,
+    ops: Vec<RouteOp>,
+}
+
+impl RouteTxn<'_> {
+    /// Routes `prefix` to `peer` (replacing its peer if it is routed already).
+    pub fn insert(mut self, prefix: IpNet, peer: SocketAddr) -> Self {
+        self.ops.push(RouteOp::Insert(Route { prefix, peer }));
+        self
+    }
+
+    /// Removes the route to `prefix`.
+    pub fn remove(mut self, prefix: IpNet) -> Self {
+        self.ops.push(RouteOp::Remove(prefix));
+        self
+    }
+
+    /// Replaces every route with `routes`; later changes in the same transaction apply on top.
+    pub fn replace_all(mut self, routes: impl IntoIterator<Item = Route>) -> Self {
+        self.ops
+            .push(RouteOp::ReplaceAll(routes.into_iter().collect()));
+        self
+    }
+
+    /// Applies the transaction as one table version.
+    ///
+    /// # Errors
+    /// As [`Controller::apply`]: nothing is applied.
+    pub fn commit(self) -> Result<Applied, ControlError> {
+        self.controller.apply(self.ops)
+    }
+}
+
+/// The control thread's state: the authoritative route map, and the kernel side.
+pub(crate) struct ControlThread {
+    rx: Receiver<Request>,
+    shared: Arc<Shared>,
+    local: Vec<IpNet>,
+    routes: HashMap<IpNet, SocketAddr>,
+    netconfig: Option<NetConfig>,
+}
+
+/// Creates the control side of a dataplane whose table is `table`; run the returned thread
+/// state with [`ControlThread::run`].
+pub(crate) fn new(
+    config: &Config,
+    table: Arc<SharedTable>,
+    counters: Arc<Counters>,
+    io: IoMode,
+    netconfig: Option<NetConfig>,
+) -> (Controller, ControlThread) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let shared = Arc::new(Shared {
+        table,
+        counters,
+        version: AtomicU64::new(1),
+        started: Instant::now(),
+        io,
+    });
+    let routes = config.peers.iter().map(|r| (r.prefix, r.peer)).collect();
+    let thread = ControlThread {
+        rx,
+        shared: shared.clone(),
+        local: config.local_subnets.clone(),
+        routes,
+        netconfig,
+    };
+    (Controller { tx, shared }, thread)
+}
+
+impl ControlThread {
+    /// Serves transactions until every [`Controller`] is gone; returns the kernel configuration
+    /// so the caller removes it after the datapath threads have stopped.
+    pub(crate) fn run(mut self) -> Option<NetConfig> {
+        let mut burst: Vec<(Vec<RouteOp>, Sender<Result<Applied, ControlError>>)> = Vec::new();
+        let mut closing = false;
+        while !closing {
+            match self.rx.recv() {
+                Ok(Request::Routes(ops, reply)) => burst.push((ops, reply)),
+                Ok(Request::Close) | Err(_) => break,
+            }
+            while burst.len() < MAX_BURST {
+                match self.rx.try_recv() {
+                    Ok(Request::Routes(ops, reply)) => burst.push((ops, reply)),
+                    Ok(Request::Close) => {
+                        closing = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.apply_burst(&mut burst);
+        }
+        self.netconfig
+    }
+
+    /// Applies each transaction of the burst on its own (a refused one changes nothing), then
+    /// publishes one version with all that succeeded, then answers them all.
+    fn apply_burst(
+        &mut self,
+        burst: &mut Vec<(Vec<RouteOp>, Sender<Result<Applied, ControlError>>)>,
+    ) {
+        let mut results = Vec::with_capacity(burst.len());
+        for (ops, _) in burst.iter() {
+            results.push(self.apply_one(ops));
+        }
+        let mut version = self.shared.version.load(Ordering::Relaxed);
+        if results.iter().any(Result::is_ok) {
+            let routes: Vec<Route> = self
+                .routes
+                .iter()
+                .map(|(&prefix, &peer)| Route { prefix, peer })
+                .collect();
+            let previous = self.shared.table.snapshot();
+            match Table::new_after(&self.local, &routes, Some(&previous)) {
+                Ok(table) => {
+                    version += 1;
+                    self.shared.table.publish(table);
+                    self.shared.version.store(version, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    // Each change was checked on its own, so this is a bug; keep serving the
+                    // published version and say so.
+                    tracing::error!("route table rebuild failed after checks passed: {e}");
+                    self.routes = previous
+                        .routes()
+                        .iter()
+                        .map(|r| (r.prefix, r.peer))
+                        .collect();
+                    for r in results.iter_mut() {
+                        if r.is_ok() {
+                            *r = Err(ControlError::Invalid(e.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        let total = self.routes.len();
+        for ((_, reply), result) in burst.drain(..).zip(results) {
+            let _ = reply.send(result.map(|a| Applied {
+                version,
+                routes: total,
+                ..a
+            }));
+        }
+    }
+
+    /// Applies one transaction to the route map and the kernel, or nothing of it.
+    fn apply_one(&mut self, ops: &[RouteOp]) -> Result<Applied, ControlError> {
+        // The value of each touched prefix before this transaction: the undo log, and the diff.
+        let mut before: HashMap<IpNet, Option<SocketAddr>> = HashMap::new();
+        if let Err(e) = self.apply_ops(ops, &mut before) {
+            self.undo(before);
+            return Err(e);
+        }
+        let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), 0);
+        for (prefix, old) in &before {
+            match (old, self.routes.get(prefix)) {
+                (None, Some(_)) => added.push(*prefix),
+                (Some(_), None) => removed.push(*prefix),
+                (Some(a), Some(b)) if a != b => changed += 1,
+                _ => {}
+            }
+        }
+        if let Some(netconfig) = self.netconfig.as_mut() {
+            if let Err(e) = kernel_apply(netconfig, &added, &removed) {
+                self.undo(before);
+                return Err(e);
+            }
+        }
+        Ok(Applied {
+            version: 0,
+            added: added.len(),
+            removed: removed.len(),
+            changed,
+            routes: 0,
+        })
+    }
+
+    fn apply_ops(
+        &mut self,
+        ops: &[RouteOp],
+        before: &mut HashMap<IpNet, Option<SocketAddr>>,
+    ) -> Result<(), ControlError> {
+        let mut seen = HashSet::new();
+        for op in ops {
+            match op {
+                RouteOp::Insert(route) => {
+                    check_route(&self.local, route)?;
+                    if !seen.insert(route.prefix) {
+                        return Err(ControlError::Duplicate(route.prefix));
+                    }
+                    let old = self.routes.insert(route.prefix, route.peer);
+                    before.entry(route.prefix).or_insert(old);
+                }
+                RouteOp::Remove(prefix) => {
+                    let old = self
+                        .routes
+                        .remove(prefix)
+                        .ok_or(ControlError::NotRouted(*prefix))?;
+                    before.entry(*prefix).or_insert(Some(old));
+                }
+                RouteOp::ReplaceAll(routes) => {
+                    let mut unique = HashSet::with_capacity(routes.len());
+                    for route in routes {
+                        check_route(&self.local, route)?;
+                        if !unique.insert(route.prefix) {
+                            return Err(ControlError::Duplicate(route.prefix));
+                        }
+                    }
+                    for (prefix, peer) in self.routes.drain() {
+                        before.entry(prefix).or_insert(Some(peer));
+                    }
+                    for route in routes {
+                        self.routes.insert(route.prefix, route.peer);
+                        before.entry(route.prefix).or_insert(None);
+                    }
+                    seen.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn undo(&mut self, before: HashMap<IpNet, Option<SocketAddr>>) {
+        for (prefix, old) in before {
+            match old {
+                Some(peer) => self.routes.insert(prefix, peer),
+                None => self.routes.remove(&prefix),
+            };
+        }
+    }
+}
+
+/// Adds then removes kernel routes; on a refusal, undoes what it did and returns the error.
+fn kernel_apply(
+    netconfig: &mut NetConfig,
+    added: &[IpNet],
+    removed: &[IpNet],
+) -> Result<(), ControlError> {
+    for (i, &prefix) in added.iter().enumerate() {
+        if let Err(e) = netconfig.add_route(prefix) {
+            for &done in &added[..i] {
+                let _ = netconfig.del_route(done);
+            }
+            return Err(e.into());
+        }
+    }
+    for (i, &prefix) in removed.iter().enumerate() {
+        if let Err(e) = netconfig.del_route(prefix) {
+            for &done in &removed[..i] {
+                let _ = netconfig.add_route(done);
+            }
+            for &done in added {
+                let _ = netconfig.del_route(done);
+            }
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
