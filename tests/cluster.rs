@@ -18,6 +18,7 @@ const NODES: u8 = 3;
 per_io_mode!(
     ping_all_pairs,
     ping_all_pairs_v6_underlay,
+    stats_balance,
     tcp_256mib_v4,
     tcp_256mib_v6
 );
@@ -84,6 +85,84 @@ fn ping_all_pairs_over(io: Io, underlay: Underlay) {
         );
     }
     c.shutdown();
+}
+
+/// On a lossless underlay with no stray traffic, every datagram one tundra sends another
+/// receives: summed over the nodes, tx equals rx (packets and bytes), both in a SIGUSR1
+/// snapshot once traffic has stopped and in the lines printed at shutdown.
+fn stats_balance(io: Io) {
+    let mut c = Cluster::new(NODES);
+    for i in 1..=NODES {
+        c.start_tundra(i, &["--io", io.as_arg()]);
+    }
+    for i in 1..=NODES {
+        for j in (1..=NODES).filter(|&j| j != i) {
+            for (src, dst) in [
+                (pod_v4(i).to_string(), pod_v4(j).to_string()),
+                (pod_v6(i).to_string(), pod_v6(j).to_string()),
+            ] {
+                wait_ping(&c.ns(i), &src, &dst, CONVERGE_TIMEOUT);
+                let p = ping(
+                    &c.ns(i),
+                    &["-c", "5", "-i", "0.05", "-W", "2", "-I", &src, &dst],
+                );
+                assert!(
+                    p.all_ok(),
+                    "--io {}: {src} -> {dst}:\n{}",
+                    io.as_arg(),
+                    p.out
+                );
+            }
+        }
+    }
+    let sum = |stats: &[Stats]| {
+        stats.iter().fold((0, 0, 0, 0), |(tp, tb, rp, rb), s| {
+            (
+                tp + s.tx_packets,
+                tb + s.tx_bytes,
+                rp + s.rx_packets,
+                rb + s.rx_bytes,
+            )
+        })
+    };
+    // Counters are folded per batch: give them a moment, bounded, to catch up.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let snapshot = loop {
+        let stats: Vec<Stats> = (1..=NODES).map(|i| c.stats(i)).collect();
+        let (tp, tb, rp, rb) = sum(&stats);
+        if (tp == rp && tb == rb) || Instant::now() >= deadline {
+            break stats;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    let (tp, tb, rp, rb) = sum(&snapshot);
+    // Each node: 2 peers x 2 families x >= 6 requests, as many replies.
+    assert!(
+        tp.max(rp) >= 3 * 2 * 2 * 6 * 2,
+        "--io {}: too few packets counted: {snapshot:?}",
+        io.as_arg()
+    );
+    assert_eq!(
+        (tp, tb),
+        (rp, rb),
+        "--io {}: idle cluster, SIGUSR1 stats: (tx packets, tx bytes) summed over the nodes differ from (rx packets, rx bytes): {snapshot:#?}",
+        io.as_arg()
+    );
+    for (i, s) in (1..=NODES).zip(&snapshot) {
+        assert_eq!(s.drops.receive_checks(), 0, "node {i}: {s:?}");
+    }
+    let finals: Vec<Stats> = c
+        .shutdown()
+        .into_iter()
+        .map(|e| e.final_stats.expect("shutdown() checked it"))
+        .collect();
+    let (tp, tb, rp, rb) = sum(&finals);
+    assert_eq!(
+        (tp, tb),
+        (rp, rb),
+        "--io {}: stats printed at shutdown: (tx packets, tx bytes) summed over the nodes differ from (rx packets, rx bytes): {finals:#?}",
+        io.as_arg()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

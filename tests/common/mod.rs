@@ -410,10 +410,13 @@ impl Stats {
     }
 }
 
-/// All `stats {json}` lines in a tundra stderr log, parsed, oldest first.
-/// Panics on a `stats ` line whose JSON does not match the documented shape.
+/// All `stats {json}` lines in a tundra stderr log, parsed, oldest first. A last line without
+/// its newline is still being written and is left out. Panics on a complete `stats ` line
+/// whose JSON does not match the documented shape.
 pub fn parse_stats_lines(log: &str) -> Vec<Stats> {
-    log.lines()
+    let complete = &log[..log.rfind('\n').map_or(0, |at| at + 1)];
+    complete
+        .lines()
         .filter_map(|l| l.strip_prefix("stats "))
         .map(|json| {
             serde_json::from_str(json)
@@ -450,7 +453,7 @@ pub struct Exit {
     pub node: u8,
     /// `None`: did not exit within [`STOP_TIMEOUT`] of SIGTERM and was SIGKILLed.
     pub status: Option<ExitStatus>,
-    /// The stats line printed at shutdown (the newest one in the log).
+    /// The stats line printed at shutdown, after SIGTERM (`None`: none was).
     pub final_stats: Option<Stats>,
     pub stderr: String,
 }
@@ -817,9 +820,18 @@ impl Cluster {
     /// SIGTERMs node `i`'s tundra and waits for it (SIGKILL after [`STOP_TIMEOUT`]).
     pub fn stop(&mut self, i: u8) -> Exit {
         let t = self.tundra_mut(i);
+        let running = t.exited.is_none();
+        let earlier =
+            parse_stats_lines(&fs::read_to_string(&t.stderr_path).unwrap_or_default()).len();
         let status = stop_child(t);
         let stderr = fs::read_to_string(&t.stderr_path).unwrap_or_default();
-        let final_stats = parse_stats_lines(&stderr).last().copied();
+        let lines = parse_stats_lines(&stderr);
+        // Only a line printed after SIGTERM is the shutdown line.
+        let final_stats = if running && lines.len() > earlier {
+            lines.last().copied()
+        } else {
+            None
+        };
         Exit {
             node: i,
             status,
