@@ -1,12 +1,14 @@
-//! The command line: `tundra run ...`. Flags are taken as given (strings) and parsed and
-//! validated by [`crate::config`], so that a bad flag and a bad config-file key get the same
-//! one-line error.
+//! The command line: `tundra run ...`, and the control socket's clients `tundra routes ...`
+//! and `tundra stats`. `run`'s flags are taken as given (strings) and parsed and validated by
+//! [`crate::config`], so that a bad flag and a bad config-file key get the same one-line error;
+//! the clients' arguments are parsed by the same functions.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
 
-use crate::config::Flags;
+use crate::config::{self, Flags};
 
 const ABOUT: &str = "Userspace TUN/UDP overlay dataplane (flannel's UDP backend format)";
 
@@ -28,7 +30,13 @@ Flags of `tundra run` (see `tundra run --help` for details):
   --mtu N                     TUN MTU [default: underlay MTU - 28 (IPv4) or 48 (IPv6)]
   --io auto|uring|poll        I/O engine [default: auto]
   --no-configure              do not set the TUN's MTU, addresses and routes
+  --control PATH|none         control socket [default: /run/tundra/tundra.sock]
+  --metrics [ADDR:]PORT       Prometheus metrics on http://ADDR:PORT/metrics [default: none]
   --config FILE               TOML file with the same settings; flags override it
+
+Talking to a running tundra (over its control socket, see docs/control.md):
+  tundra routes list|add|del  show or change the routes
+  tundra stats [--json]       counters: totals, drops by reason, per peer
 
 Example:
   tundra run --local-subnet 10.1.0.0/16 --peer 10.2.0.0/16=192.0.2.2:8285
@@ -46,6 +54,8 @@ Config file (--config), TOML, every key optional, unknown keys are an error:
   mtu = 1400
   io = \"auto\"
   configure = true
+  control = \"/run/tundra/tundra.sock\"   # or \"none\"
+  metrics = \"127.0.0.1:9100\"
 
 Example:
   tundra run --tun tundra0 --listen 0.0.0.0:8285 --local-subnet 10.1.0.0/16 \\
@@ -77,6 +87,104 @@ pub enum Command {
     /// SIGTERM, then removes what it set up.
     #[command(after_help = RUN_AFTER_HELP, verbatim_doc_comment)]
     Run(RunArgs),
+
+    /// Show or change the routes of a running tundra
+    ///
+    /// Talks to a running `tundra run` over its control socket. Each change is
+    /// one transaction: applied whole, or refused with nothing changed.
+    /// Each subcommand takes --control PATH, the socket of the tundra to talk
+    /// to (its `tundra run --control`) [default: /run/tundra/tundra.sock].
+    /// Exit status: 0 on success, 1 if tundra cannot be reached or refused the
+    /// change (its error is printed), 2 for invalid arguments.
+    #[command(
+        verbatim_doc_comment,
+        subcommand_required = true,
+        arg_required_else_help = true
+    )]
+    Routes(RoutesArgs),
+
+    /// Show the counters of a running tundra
+    ///
+    /// Talks to a running `tundra run` over its control socket and prints its
+    /// counters: totals, drops by reason (those that are not zero), and one
+    /// line per peer; with --json, tundra's stats object as one line of JSON.
+    /// Exit status: 0 on success, 1 if tundra cannot be reached, 2 for invalid
+    /// arguments.
+    #[command(verbatim_doc_comment)]
+    Stats(StatsArgs),
+}
+
+/// The control socket to talk to.
+#[derive(Debug, Args)]
+pub struct ControlArg {
+    /// Control socket of the running tundra [default: /run/tundra/tundra.sock]
+    ///
+    /// The path given to `tundra run --control` (or its config file's
+    /// `control` key).   Default: /run/tundra/tundra.sock
+    #[arg(long, value_name = "PATH", default_value = config::DEFAULT_CONTROL, hide_default_value = true, verbatim_doc_comment)]
+    pub control: PathBuf,
+}
+
+/// `tundra routes ...`.
+#[derive(Debug, Args)]
+pub struct RoutesArgs {
+    #[command(subcommand)]
+    pub command: RoutesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoutesCommand {
+    /// List the routes: prefix and peer, sorted by prefix
+    List {
+        #[command(flatten)]
+        control: ControlArg,
+    },
+    /// Route a prefix to a peer (or move it to another peer)
+    ///
+    /// CIDR is a canonical prefix (host bits zero) that must not overlap a
+    /// local subnet; ADDR:PORT the peer node's underlay address (IPv6 in
+    /// brackets; port default 8285).
+    /// Example: tundra routes add 10.3.0.0/16 192.0.2.3:8285
+    #[command(verbatim_doc_comment)]
+    Add {
+        /// Overlay prefix to route, e.g. 10.3.0.0/16
+        #[arg(value_name = "CIDR", value_parser = parse_cidr_arg)]
+        prefix: IpNet,
+        /// Underlay address of the peer node, e.g. 192.0.2.3:8285
+        #[arg(value_name = "ADDR:PORT", value_parser = parse_peer_arg)]
+        peer: std::net::SocketAddr,
+        #[command(flatten)]
+        control: ControlArg,
+    },
+    /// Remove the route to a prefix (an error if it is not routed)
+    ///
+    /// Example: tundra routes del 10.3.0.0/16
+    #[command(verbatim_doc_comment)]
+    Del {
+        /// Routed prefix to remove, e.g. 10.3.0.0/16
+        #[arg(value_name = "CIDR", value_parser = parse_cidr_arg)]
+        prefix: IpNet,
+        #[command(flatten)]
+        control: ControlArg,
+    },
+}
+
+/// `tundra stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print tundra's stats object as one line of JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub control: ControlArg,
+}
+
+fn parse_cidr_arg(s: &str) -> Result<IpNet, config::Problem> {
+    config::parse_cidr(s)
+}
+
+fn parse_peer_arg(s: &str) -> Result<std::net::SocketAddr, config::Problem> {
+    config::parse_peer_addr(s)
 }
 
 /// The flags of `tundra run`. An absent flag takes the config file's value, else the default.
@@ -157,10 +265,31 @@ pub struct RunArgs {
     #[arg(long, verbatim_doc_comment)]
     pub no_configure: bool,
 
+    /// Control socket path, or "none" [default: /run/tundra/tundra.sock]
+    ///
+    /// Unix socket (mode 0600, root only) on which `tundra routes ...`,
+    /// `tundra stats` and other programs query and change the running tundra
+    /// (line-delimited JSON, see docs/control.md). Its directory is created if
+    /// missing; a stale socket is replaced; tundra refuses to start if another
+    /// tundra answers on it. "none": no control socket.
+    /// Default: /run/tundra/tundra.sock.   Example: --control /run/tundra/n1.sock
+    #[arg(long, value_name = "PATH|none", verbatim_doc_comment)]
+    pub control: Option<String>,
+
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics [default: none]
+    ///
+    /// PORT alone listens on 127.0.0.1; any other address must be given
+    /// explicitly (and is logged as exposed). IPv6 in brackets.
+    /// No default (no metrics endpoint).   Examples: --metrics 9100
+    ///                                               --metrics [::1]:9100
+    #[arg(long, value_name = "[ADDR:]PORT", verbatim_doc_comment)]
+    pub metrics: Option<String>,
+
     /// Read settings from a TOML file; flags override it
     ///
     /// Keys: tun, listen, local_subnets (array), peers (array of
-    /// "CIDR=ADDR:PORT" strings), encap, mtu, io, configure (bool); see the
+    /// "CIDR=ADDR:PORT" strings), encap, mtu, io, configure (bool), control,
+    /// metrics; see the
     /// example below. A flag given on the command line overrides the file's
     /// key; a repeated flag replaces the file's whole list.
     /// No default.   Example: --config /etc/tundra.toml
@@ -180,6 +309,8 @@ impl From<RunArgs> for Flags {
             io: args.io,
             no_configure: args.no_configure,
             config: args.config,
+            control: args.control,
+            metrics: args.metrics,
         }
     }
 }
@@ -213,7 +344,9 @@ mod tests {
             "--no-configure",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
         let flags = Flags::from(args);
         assert_eq!(flags.tun.as_deref(), Some("t0"));
         assert_eq!(flags.local_subnets, ["10.1.0.0/16", "fd00:1::/64"]);
@@ -223,5 +356,34 @@ mod tests {
         );
         assert!(flags.no_configure);
         assert_eq!(flags.listen, None);
+    }
+
+    #[test]
+    fn client_commands() {
+        let cli =
+            Cli::try_parse_from(["tundra", "routes", "add", "10.3.0.0/16", "192.0.2.3"]).unwrap();
+        let Command::Routes(RoutesArgs {
+            command:
+                RoutesCommand::Add {
+                    prefix,
+                    peer,
+                    control,
+                },
+        }) = cli.command
+        else {
+            panic!("not routes add");
+        };
+        assert_eq!(prefix, "10.3.0.0/16".parse::<IpNet>().unwrap());
+        assert_eq!(peer, "192.0.2.3:8285".parse().unwrap());
+        assert_eq!(control.control, PathBuf::from(config::DEFAULT_CONTROL));
+        let e = Cli::try_parse_from(["tundra", "routes", "del", "10.3.0.1/16"]).unwrap_err();
+        assert!(e.to_string().contains("did you mean 10.3.0.0/16?"), "{e}");
+        let cli =
+            Cli::try_parse_from(["tundra", "stats", "--json", "--control", "/x.sock"]).unwrap();
+        let Command::Stats(args) = cli.command else {
+            panic!("not stats");
+        };
+        assert!(args.json);
+        assert_eq!(args.control.control, PathBuf::from("/x.sock"));
     }
 }

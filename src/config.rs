@@ -18,6 +18,8 @@
 //! mtu = 1472                      # --mtu (omit: the underlay MTU less the overhead)
 //! io = "auto"                     # --io
 //! configure = true                # false: --no-configure
+//! control = "/run/tundra/tundra.sock" # --control ("none": no control socket)
+//! metrics = "127.0.0.1:9100"      # --metrics (omit: no metrics endpoint)
 //! ```
 //!
 //! A flag given on the command line overrides the file's key; a repeated flag (`--peer`,
@@ -48,6 +50,12 @@ pub const DEFAULT_PORT: u16 = 8285;
 
 /// Default TUN device name.
 pub const DEFAULT_TUN: &str = "tundra0";
+
+/// Default path of the control socket of `tundra run` (and of the CLI's client commands).
+pub const DEFAULT_CONTROL: &str = "/run/tundra/tundra.sock";
+
+/// Longest Unix socket path the kernel accepts (`sun_path` less its terminating NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
 
 /// Default listen address: every IPv4 address, port [`DEFAULT_PORT`].
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -158,6 +166,10 @@ pub struct Flags {
     pub no_configure: bool,
     /// `--config FILE`.
     pub config: Option<PathBuf>,
+    /// `--control PATH` (`none`: no control socket).
+    pub control: Option<String>,
+    /// `--metrics [ADDR:]PORT`.
+    pub metrics: Option<String>,
 }
 
 /// Where a setting came from, to name it in an error message.
@@ -285,6 +297,12 @@ pub enum Problem {
     Ipv4PeerIpv6Listen(SocketAddr),
     #[error("{0} is not a usable local address (multicast or broadcast)")]
     BadListen(IpAddr),
+    #[error("empty path (give a socket path, or \"none\" for no control socket)")]
+    EmptyPath,
+    #[error("socket path is {0} bytes long (at most {MAX_SOCKET_PATH})")]
+    SocketPathTooLong(usize),
+    #[error("expected PORT or ADDR:PORT, e.g. 9100 or 127.0.0.1:9100 (IPv6 in brackets)")]
+    InvalidMetrics,
 }
 
 /// Displays a value as given, quoted when it would otherwise be invisible or ambiguous.
@@ -312,6 +330,8 @@ struct FileKeys {
     mtu: Option<Spanned<i64>>,
     io: Option<Spanned<String>>,
     configure: Option<bool>,
+    control: Option<Spanned<String>>,
+    metrics: Option<Spanned<String>>,
 }
 
 /// One raw setting and where it came from.
@@ -544,6 +564,25 @@ impl Config {
 
         let configure = !flags.no_configure && keys.and_then(|k| k.configure).unwrap_or(true);
 
+        let control = match pick(
+            &flags.control,
+            "--control",
+            "control",
+            keys.and_then(|k| k.control.as_ref()),
+        ) {
+            Some(raw) => raw.parse(parse_control)?,
+            None => Some(PathBuf::from(DEFAULT_CONTROL)),
+        };
+        let metrics = match pick(
+            &flags.metrics,
+            "--metrics",
+            "metrics",
+            keys.and_then(|k| k.metrics.as_ref()),
+        ) {
+            Some(raw) => Some(raw.parse(parse_metrics)?),
+            None => None,
+        };
+
         Ok(Config {
             tun,
             listen,
@@ -553,8 +592,8 @@ impl Config {
             mtu,
             io,
             configure,
-            control: None,
-            metrics: None,
+            control,
+            metrics,
         })
     }
 }
@@ -672,7 +711,17 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, Problem> {
 pub fn parse_peer(s: &str) -> Result<Route, Problem> {
     let (prefix, endpoint) = s.split_once('=').ok_or(Problem::MissingEndpoint)?;
     let prefix = parse_cidr(prefix.trim())?;
-    let peer = parse_endpoint(endpoint.trim(), DEFAULT_PORT)?;
+    let peer = parse_peer_addr(endpoint.trim())?;
+    Ok(Route { prefix, peer })
+}
+
+/// Parses a peer node's underlay address, `ADDR[:PORT]` (port default [`DEFAULT_PORT`]), as
+/// the address part of [`parse_peer`]. An IPv4-mapped IPv6 address is returned as IPv4.
+///
+/// # Errors
+/// As [`parse_endpoint`]; an address that is unspecified, multicast or broadcast; port 0.
+pub fn parse_peer_addr(s: &str) -> Result<SocketAddr, Problem> {
+    let peer = parse_endpoint(s, DEFAULT_PORT)?;
     let ip = peer.ip().to_canonical();
     if ip.is_unspecified() {
         return Err(Problem::Unspecified(ip));
@@ -683,10 +732,47 @@ pub fn parse_peer(s: &str) -> Result<Route, Problem> {
     if peer.port() == 0 {
         return Err(Problem::PortZero);
     }
-    Ok(Route {
-        prefix,
-        peer: SocketAddr::new(ip, peer.port()),
-    })
+    Ok(SocketAddr::new(ip, peer.port()))
+}
+
+/// Parses the control socket setting: a path, or `none` for no control socket.
+///
+/// # Errors
+/// An empty path, or one longer than a Unix socket address holds.
+pub fn parse_control(s: &str) -> Result<Option<PathBuf>, Problem> {
+    if s == "none" {
+        return Ok(None);
+    }
+    if s.is_empty() {
+        return Err(Problem::EmptyPath);
+    }
+    if s.len() > MAX_SOCKET_PATH {
+        return Err(Problem::SocketPathTooLong(s.len()));
+    }
+    Ok(Some(PathBuf::from(s)))
+}
+
+/// Parses the metrics endpoint: `PORT` alone (on 127.0.0.1) or `ADDR:PORT` (IPv6 in brackets).
+///
+/// # Errors
+/// Anything else, or port 0.
+pub fn parse_metrics(s: &str) -> Result<SocketAddr, Problem> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return match s.parse::<u16>() {
+            Ok(0) => Err(Problem::PortZero),
+            Ok(port) => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)),
+            Err(_) => Err(Problem::InvalidPort(s.to_owned())),
+        };
+    }
+    let addr = match parse_endpoint(s, 0) {
+        Ok(addr) => addr,
+        Err(Problem::InvalidPort(p)) => return Err(Problem::InvalidPort(p)),
+        Err(_) => return Err(Problem::InvalidMetrics),
+    };
+    if addr.port() == 0 {
+        return Err(Problem::InvalidMetrics);
+    }
+    Ok(addr)
 }
 
 /// Checks that a socket bound to `listen` can send to `peer`: same family, or an IPv4 peer
@@ -1017,6 +1103,8 @@ mod tests {
                 mtu: None,
                 io: IoMode::Auto,
                 configure: true,
+                control: Some(PathBuf::from(DEFAULT_CONTROL)),
+                metrics: None,
             }
         );
     }
@@ -1038,6 +1126,8 @@ mod tests {
             io: Some("poll".into()),
             no_configure: true,
             config: None,
+            control: Some("/tmp/t.sock".into()),
+            metrics: Some("9100".into()),
         };
         let config = Config::from_file_and_flags(None, &flags).unwrap();
         assert_eq!(config.tun, "ov0");
@@ -1051,6 +1141,69 @@ mod tests {
         assert_eq!(config.mtu, Some(1400));
         assert_eq!(config.io, IoMode::Poll);
         assert!(!config.configure);
+        assert_eq!(config.control, Some(PathBuf::from("/tmp/t.sock")));
+        assert_eq!(config.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+    }
+
+    #[test]
+    fn control_and_metrics() {
+        assert_eq!(parse_control("none"), Ok(None));
+        assert_eq!(parse_control("/x/y.sock"), Ok(Some("/x/y.sock".into())));
+        assert_eq!(parse_control(""), Err(Problem::EmptyPath));
+        let long = format!("/{}", "a".repeat(MAX_SOCKET_PATH));
+        assert_eq!(
+            parse_control(&long),
+            Err(Problem::SocketPathTooLong(MAX_SOCKET_PATH + 1))
+        );
+        assert_eq!(parse_metrics("9100"), Ok("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(
+            parse_metrics("0.0.0.0:80"),
+            Ok("0.0.0.0:80".parse().unwrap())
+        );
+        assert_eq!(
+            parse_metrics("[::1]:9100"),
+            Ok("[::1]:9100".parse().unwrap())
+        );
+        assert_eq!(parse_metrics("0"), Err(Problem::PortZero));
+        assert_eq!(
+            parse_metrics("70000"),
+            Err(Problem::InvalidPort("70000".into()))
+        );
+        assert_eq!(parse_metrics("127.0.0.1"), Err(Problem::InvalidMetrics));
+        assert_eq!(
+            parse_metrics("localhost:9100"),
+            Err(Problem::InvalidMetrics)
+        );
+        assert_eq!(parse_metrics(""), Err(Problem::InvalidMetrics));
+        assert_eq!(
+            parse_metrics("1.2.3.4:x"),
+            Err(Problem::InvalidPort("x".into()))
+        );
+        assert_contains(
+            &flag_error(&Flags {
+                metrics: Some("host:1".into()),
+                ..flags(&["10.1.0.0/16"], &[])
+            }),
+            &["--metrics host:1:", "PORT or ADDR:PORT"],
+        );
+        assert_contains(
+            &flag_error(&Flags {
+                control: Some(String::new()),
+                ..flags(&["10.1.0.0/16"], &[])
+            }),
+            &["--control \"\":", "empty path"],
+        );
+        let text =
+            "local_subnets = [\"10.1.0.0/16\"]\ncontrol = \"none\"\nmetrics = \"[::]:9100\"\n";
+        let config =
+            Config::from_file_and_flags(Some((Path::new("t.toml"), text)), &Flags::default())
+                .unwrap();
+        assert_eq!(config.control, None);
+        assert_eq!(config.metrics, Some("[::]:9100".parse().unwrap()));
+        assert_contains(
+            &file_error("metrics = \"x\"\n", &flags_with_local(&["10.1.0.0/16"])),
+            &["line 1: metrics x:"],
+        );
     }
 
     #[test]
@@ -1229,6 +1382,8 @@ configure = false
                 mtu: Some(1400),
                 io: IoMode::Uring,
                 configure: false,
+                control: Some(PathBuf::from(DEFAULT_CONTROL)),
+                metrics: None,
             }
         );
         // An empty file is all defaults, and still needs a local subnet.

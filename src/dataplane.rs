@@ -31,6 +31,7 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -41,6 +42,8 @@ use ipnet::IpNet;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{self, Config, ConfigError, Encap, IoMode};
+use crate::control::metrics::{MetricsError, MetricsListener, MetricsServer};
+use crate::control::socket::{self, ControlSocket, SocketError};
 use crate::control::{self, Controller, RouteTxn, Stats};
 use crate::io::{poll, uring, Ctx};
 use crate::netdev::{self, NetConfig, NetdevError, Tun};
@@ -76,6 +79,10 @@ pub enum Error {
     Signals(io::Error),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    ControlSocket(#[from] SocketError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// A running dataplane: the TUN, the socket, the route table, the two datapath threads and the
@@ -85,6 +92,8 @@ pub struct Dataplane {
     threads: Vec<(&'static str, JoinHandle<io::Result<()>>)>,
     control: Option<JoinHandle<Option<NetConfig>>>,
     controller: Controller,
+    control_socket: Option<socket::Server>,
+    metrics: Option<MetricsServer>,
     io: IoMode,
     mtu: u16,
     tunnel_mtu: u16,
@@ -98,15 +107,23 @@ impl Dataplane {
         Builder::default()
     }
 
-    /// Starts the dataplane described by `config`.
+    /// Starts the dataplane described by `config`, with its control socket and metrics
+    /// endpoint if `config` asks for them.
     ///
     /// # Errors
-    /// Invalid routes, a socket that cannot be bound, `--io uring` where io_uring cannot be set
-    /// up, or a TUN device that cannot be opened or configured. Nothing stays configured then.
+    /// Invalid routes, a socket that cannot be bound (UDP, control, metrics; a control socket
+    /// another tundra answers on), `--io uring` where io_uring cannot be set up, or a TUN
+    /// device that cannot be opened or configured. Nothing stays configured then.
     pub fn start(config: &Config) -> Result<Dataplane, Error> {
         let table = Table::new(&config.local_subnets, &config.peers)?;
         let io = resolve_io(config.io)?;
         let udp = bind(config.listen)?;
+        let control_socket = config
+            .control
+            .as_deref()
+            .map(ControlSocket::bind)
+            .transpose()?;
+        let metrics = config.metrics.map(MetricsListener::bind).transpose()?;
 
         let tunnel_mtu = tunnel_mtu(config);
         let mtu = config.mtu.unwrap_or(tunnel_mtu);
@@ -155,6 +172,8 @@ impl Dataplane {
             threads: Vec::new(),
             control: None,
             controller,
+            control_socket: None,
+            metrics: None,
             io,
             mtu,
             tunnel_mtu,
@@ -181,9 +200,13 @@ impl Dataplane {
         };
         for (name, f) in [("egress", egress), ("ingress", ingress)] {
             let ctx = ctx.clone();
+            let watch = dataplane.controller.watch(name, ctx.stop.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("tundra-{name}"))
-                .spawn(move || f(ctx));
+                .spawn(move || {
+                    let _watch = watch;
+                    f(ctx)
+                });
             match spawned {
                 Ok(handle) => dataplane.threads.push((name, handle)),
                 Err(source) => {
@@ -193,6 +216,12 @@ impl Dataplane {
                     })
                 }
             }
+        }
+        if let Some(socket) = control_socket {
+            dataplane.control_socket = Some(socket.serve(dataplane.controller.clone())?);
+        }
+        if let Some(metrics) = metrics {
+            dataplane.metrics = Some(metrics.serve(dataplane.controller.clone())?);
         }
         tracing::info!(
             tun = config.tun,
@@ -247,6 +276,12 @@ impl Dataplane {
     }
 
     fn stop_all(&mut self) -> Result<(), Error> {
+        if let Some(server) = self.control_socket.take() {
+            server.stop();
+        }
+        if let Some(server) = self.metrics.take() {
+            server.stop();
+        }
         self.stop.store(true, Ordering::Relaxed);
         let mut result = Ok(());
         for (thread, handle) in self.threads.drain(..) {
@@ -337,6 +372,16 @@ impl Builder {
     /// `false`: leave the TUN's MTU, addresses and routes to the caller.
     pub fn configure(mut self, configure: bool) -> Self {
         self.config.configure = configure;
+        self
+    }
+    /// Serves the control socket (see `docs/control.md`) at `path`; default: none.
+    pub fn control(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.control = Some(path.into());
+        self
+    }
+    /// Serves Prometheus metrics on `http://addr/metrics`; default: none.
+    pub fn metrics(mut self, addr: SocketAddr) -> Self {
+        self.config.metrics = Some(addr);
         self
     }
     pub fn config(&self) -> &Config {

@@ -1,7 +1,10 @@
-//! `tundra`: parses the command line, sets up logging and runs the dataplane.
+//! `tundra`: parses the command line, sets up logging and runs the dataplane, or talks to a
+//! running one over its control socket (`tundra routes ...`, `tundra stats`).
 //!
 //! Exit status: 0 after a clean stop, 1 when setting up the dataplane failed, 2 for an invalid
-//! flag or config file (detected before anything on the system is touched).
+//! flag or config file (detected before anything on the system is touched). The client
+//! commands: 0 on success, 1 if tundra is not reachable or refused the request, 2 for invalid
+//! arguments.
 
 use std::error::Error;
 use std::io::IsTerminal;
@@ -12,8 +15,10 @@ use clap::Parser;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
-use tundra::cli::{Cli, Command, RunArgs};
+use tundra::cli::{Cli, Command, RoutesCommand, RunArgs, StatsArgs};
 use tundra::config::{Config, Flags};
+use tundra::control::client::{self, Client};
+use tundra::control::protocol::Request;
 
 /// Exit status for an invalid flag or config file (clap's, too).
 const EXIT_USAGE: u8 = 2;
@@ -28,7 +33,63 @@ fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Routes(args) => routes(args.command),
+        Command::Stats(args) => stats(args),
     }
+}
+
+fn routes(command: RoutesCommand) -> ExitCode {
+    let (control, request) = match command {
+        RoutesCommand::List { control } => (control, Request::RoutesList),
+        RoutesCommand::Add {
+            prefix,
+            peer,
+            control,
+        } => (
+            control,
+            Request::RoutesAdd(tundra::datapath::Route { prefix, peer }),
+        ),
+        RoutesCommand::Del { prefix, control } => (control, Request::RoutesDel(prefix)),
+    };
+    let list = request == Request::RoutesList;
+    match ask(&control.control, &request) {
+        Ok(result) if list => {
+            print!("{}", client::routes_table(&result));
+            ExitCode::SUCCESS
+        }
+        Ok(result) => {
+            println!(
+                "ok: table version {}, {} routes",
+                result["version"], result["routes"]
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn stats(args: StatsArgs) -> ExitCode {
+    match ask(&args.control.control, &Request::Stats) {
+        Ok(result) if args.json => {
+            println!("{result}");
+            ExitCode::SUCCESS
+        }
+        Ok(result) => {
+            print!("{}", client::stats_summary(&result));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// One request to the control socket at `path`; on failure prints the error, returns status 1.
+fn ask(path: &std::path::Path, request: &Request) -> Result<serde_json::Value, ExitCode> {
+    Client::connect(path)
+        .and_then(|mut c| c.request(request))
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_SETUP)
+        })
 }
 
 fn run(args: RunArgs) -> ExitCode {

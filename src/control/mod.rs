@@ -7,10 +7,15 @@
 //! changes the thread builds one table per burst, not one per change, while each transaction
 //! still succeeds or fails on its own.
 
+pub mod client;
+pub mod metrics;
+pub mod protocol;
+pub mod socket;
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -25,6 +30,9 @@ use crate::netdev::{NetConfig, NetdevError};
 
 /// Most transactions folded into one published version.
 const MAX_BURST: usize = 4096;
+
+/// A transaction waiting in a burst, and where its result goes.
+type Pending = (Vec<RouteOp>, Sender<Result<Applied, ControlError>>);
 
 /// One change inside a route transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +151,10 @@ struct Shared {
     version: AtomicU64,
     started: Instant,
     io: IoMode,
+    /// The UDP socket's address (peers must be of a family it reaches).
+    listen: SocketAddr,
+    /// Datapath threads that ended while the dataplane was not stopping.
+    failed: Mutex<Vec<&'static str>>,
 }
 
 /// A cheap, cloneable handle to a running dataplane's control side. `Send + Sync`: use it from
@@ -190,6 +202,31 @@ impl Controller {
         peers_of(&self.table())
     }
 
+    /// The local address of the UDP socket (a peer's address family must be one it reaches).
+    pub fn listen(&self) -> SocketAddr {
+        self.shared.listen
+    }
+
+    /// The datapath threads that have ended on their own (failed or panicked), if any: the
+    /// dataplane is degraded then.
+    pub fn failed_threads(&self) -> Vec<&'static str> {
+        self.shared
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A guard for datapath thread `name`: if it is dropped (the thread returned or panicked)
+    /// while `stop` is unset, the thread is recorded as failed.
+    pub(crate) fn watch(&self, name: &'static str, stop: Arc<AtomicBool>) -> ThreadWatch {
+        ThreadWatch {
+            shared: self.shared.clone(),
+            name,
+            stop,
+        }
+    }
+
     pub fn stats(&self) -> Stats {
         let table = self.table();
         Stats {
@@ -199,6 +236,25 @@ impl Controller {
             version: self.shared.version.load(Ordering::Relaxed),
             uptime: self.shared.started.elapsed(),
             io: self.shared.io,
+        }
+    }
+}
+
+/// See [`Controller::watch`].
+pub(crate) struct ThreadWatch {
+    shared: Arc<Shared>,
+    name: &'static str,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for ThreadWatch {
+    fn drop(&mut self) {
+        if !self.stop.load(Ordering::Relaxed) {
+            self.shared
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(self.name);
         }
     }
 }
@@ -289,6 +345,8 @@ pub(crate) fn new(
         version: AtomicU64::new(1),
         started: Instant::now(),
         io,
+        listen: config.listen,
+        failed: Mutex::new(Vec::new()),
     });
     let routes = config.peers.iter().map(|r| (r.prefix, r.peer)).collect();
     let thread = ControlThread {
@@ -305,7 +363,7 @@ impl ControlThread {
     /// Serves transactions until every [`Controller`] is gone; returns the kernel configuration
     /// so the caller removes it after the datapath threads have stopped.
     pub(crate) fn run(mut self) -> Option<NetConfig> {
-        let mut burst: Vec<(Vec<RouteOp>, Sender<Result<Applied, ControlError>>)> = Vec::new();
+        let mut burst: Vec<Pending> = Vec::new();
         let mut closing = false;
         while !closing {
             match self.rx.recv() {
@@ -329,10 +387,7 @@ impl ControlThread {
 
     /// Applies each transaction of the burst on its own (a refused one changes nothing), then
     /// publishes one version with all that succeeded, then answers them all.
-    fn apply_burst(
-        &mut self,
-        burst: &mut Vec<(Vec<RouteOp>, Sender<Result<Applied, ControlError>>)>,
-    ) {
+    fn apply_burst(&mut self, burst: &mut Vec<Pending>) {
         let mut results = Vec::with_capacity(burst.len());
         for (ops, _) in burst.iter() {
             results.push(self.apply_one(ops));

@@ -20,3 +20,15 @@ fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option
     };
     addr.as_socket()
 }
+
+/// Runs `f` with the process's file mode creation mask set to `mask`, then restores the old
+/// one. The mask is process-wide: files other threads create meanwhile get it too (it can only
+/// make them more private than asked).
+pub fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
+    // SAFETY: umask(2) cannot fail and touches no memory; it only swaps the process's mask.
+    let old = unsafe { libc::umask(mask) };
+    let result = f();
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    result
+}

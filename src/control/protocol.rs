@@ -1,0 +1,678 @@
+//! The control socket's protocol: line-delimited JSON, one request object per line, one reply
+//! object per line (see `docs/control.md`).
+//!
+//! ```text
+//! -> {"cmd":"routes.add","prefix":"10.2.0.0/16","peer":"192.0.2.2:8285"}
+//! <- {"ok":true,"result":{"version":2,"added":1,"removed":0,"changed":0,"routes":1}}
+//! -> {"cmd":"routes.del","prefix":"10.9.0.0/16"}
+//! <- {"ok":false,"error":"routes.del: 10.9.0.0/16 is not routed"}
+//! ```
+//!
+//! This module is pure: [`Request::parse`] and [`Request::to_json`] turn a line into a request
+//! and back, [`Reply`] encodes and decodes replies, and [`handle`] answers a request from a
+//! [`Controller`]. A refused request changes nothing.
+
+use datapath::Route;
+use ipnet::IpNet;
+use serde_json::{json, Map, Value};
+
+use crate::config::{self, Problem};
+use crate::control::{Controller, RouteOp};
+
+/// Longest request line accepted, in bytes (without its newline).
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Every command, as written in `"cmd"`.
+pub const COMMANDS: [&str; 7] = [
+    "routes.list",
+    "routes.add",
+    "routes.del",
+    "routes.apply",
+    "peers",
+    "stats",
+    "health",
+];
+
+/// One request, parsed and validated (prefixes canonical, peer addresses usable).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Every route, sorted by prefix.
+    RoutesList,
+    /// Routes a prefix to a peer (or moves it to that peer).
+    RoutesAdd(Route),
+    /// Removes the route to a prefix; refused if it is not routed.
+    RoutesDel(IpNet),
+    /// One transaction: `replace` (if given) replaces every route, then `del` removes, then
+    /// `add` inserts.
+    RoutesApply {
+        replace: Option<Vec<Route>>,
+        del: Vec<IpNet>,
+        add: Vec<Route>,
+    },
+    Peers,
+    Stats,
+    Health,
+}
+
+impl Request {
+    /// Parses one request line (without its newline).
+    ///
+    /// # Errors
+    /// One line saying what is wrong and naming the value: malformed JSON, not an object, a
+    /// missing, unknown or mistyped field, an unknown command, an invalid prefix or address.
+    pub fn parse(line: &str) -> Result<Request, String> {
+        let value: Value =
+            serde_json::from_str(line).map_err(|e| format!("malformed JSON: {e}"))?;
+        let Value::Object(mut fields) = value else {
+            return Err(format!(
+                "a request is a JSON object like {{\"cmd\":\"health\"}}, got {}",
+                shown(&value)
+            ));
+        };
+        let cmd = match fields.remove("cmd") {
+            None => return Err(format!("missing \"cmd\" (one of {})", COMMANDS.join(", "))),
+            Some(Value::String(cmd)) => cmd,
+            Some(other) => return Err(format!("\"cmd\" must be a string, got {}", shown(&other))),
+        };
+        let mut f = Fields {
+            cmd: match COMMANDS.iter().find(|&&c| c == cmd) {
+                Some(c) => c,
+                None => {
+                    return Err(format!(
+                        "unknown command {} (expected one of {})",
+                        shown(&Value::String(cmd)),
+                        COMMANDS.join(", ")
+                    ))
+                }
+            },
+            fields,
+        };
+        let request = match f.cmd {
+            "routes.list" => Request::RoutesList,
+            "routes.add" => {
+                let prefix = f.string("prefix")?;
+                let peer = f.string("peer")?;
+                Request::RoutesAdd(f.route(&prefix, &peer, "")?)
+            }
+            "routes.del" => {
+                let prefix = f.string("prefix")?;
+                Request::RoutesDel(f.prefix(&prefix, "prefix")?)
+            }
+            "routes.apply" => {
+                let replace = match f.fields.contains_key("replace") {
+                    true => Some(f.routes("replace")?),
+                    false => None,
+                };
+                let del = match f.array("del")? {
+                    None => Vec::new(),
+                    Some(items) => {
+                        let mut del = Vec::with_capacity(items.len());
+                        for (i, item) in items.iter().enumerate() {
+                            let name = format!("del[{i}]");
+                            match item {
+                                Value::String(s) => del.push(f.prefix(s, &name)?),
+                                other => return Err(f.mistyped(&name, "a CIDR string", other)),
+                            }
+                        }
+                        del
+                    }
+                };
+                let add = match f.fields.contains_key("add") {
+                    true => f.routes("add")?,
+                    false => Vec::new(),
+                };
+                if replace.is_none() && del.is_empty() && add.is_empty() {
+                    return Err(
+                        "routes.apply: nothing to do (give \"add\", \"del\" or \"replace\")".into(),
+                    );
+                }
+                Request::RoutesApply { replace, del, add }
+            }
+            "peers" => Request::Peers,
+            "stats" => Request::Stats,
+            "health" => Request::Health,
+            _ => unreachable!("every name in COMMANDS has a branch"),
+        };
+        f.no_more()?;
+        Ok(request)
+    }
+
+    /// The request as the JSON object sent on the wire (one line once serialised).
+    pub fn to_json(&self) -> Value {
+        let route = |r: &Route| json!({"prefix": r.prefix.to_string(), "peer": r.peer.to_string()});
+        match self {
+            Request::RoutesList => json!({"cmd": "routes.list"}),
+            Request::RoutesAdd(r) => {
+                json!({"cmd": "routes.add", "prefix": r.prefix.to_string(), "peer": r.peer.to_string()})
+            }
+            Request::RoutesDel(prefix) => {
+                json!({"cmd": "routes.del", "prefix": prefix.to_string()})
+            }
+            Request::RoutesApply { replace, del, add } => {
+                let mut v = json!({
+                    "cmd": "routes.apply",
+                    "add": add.iter().map(route).collect::<Vec<_>>(),
+                    "del": del.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                });
+                if let Some(replace) = replace {
+                    v["replace"] = replace.iter().map(route).collect::<Vec<_>>().into();
+                }
+                v
+            }
+            Request::Peers => json!({"cmd": "peers"}),
+            Request::Stats => json!({"cmd": "stats"}),
+            Request::Health => json!({"cmd": "health"}),
+        }
+    }
+
+    /// Whether the request changes routes.
+    pub fn mutates(&self) -> bool {
+        matches!(
+            self,
+            Request::RoutesAdd(_) | Request::RoutesDel(_) | Request::RoutesApply { .. }
+        )
+    }
+}
+
+/// The fields of a request object not consumed yet.
+struct Fields {
+    cmd: &'static str,
+    fields: Map<String, Value>,
+}
+
+impl Fields {
+    fn mistyped(&self, name: &str, expected: &str, got: &Value) -> String {
+        format!(
+            "{}: \"{name}\" must be {expected}, got {}",
+            self.cmd,
+            shown(got)
+        )
+    }
+
+    fn string(&mut self, name: &str) -> Result<String, String> {
+        match self.fields.remove(name) {
+            Some(Value::String(s)) => Ok(s),
+            Some(other) => Err(self.mistyped(name, "a string", &other)),
+            None => Err(format!("{}: missing \"{name}\"", self.cmd)),
+        }
+    }
+
+    fn array(&mut self, name: &str) -> Result<Option<Vec<Value>>, String> {
+        match self.fields.remove(name) {
+            Some(Value::Array(items)) => Ok(Some(items)),
+            Some(other) => Err(self.mistyped(name, "an array", &other)),
+            None => Ok(None),
+        }
+    }
+
+    /// A list of `{"prefix":..,"peer":..}` objects.
+    fn routes(&mut self, name: &str) -> Result<Vec<Route>, String> {
+        let items = self.array(name)?.unwrap_or_default();
+        let mut routes = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let at = format!("{name}[{i}]");
+            let Value::Object(mut obj) = item else {
+                return Err(self.mistyped(&at, "an object {\"prefix\":..,\"peer\":..}", &item));
+            };
+            let mut take = |key: &str| match obj.remove(key) {
+                Some(Value::String(s)) => Ok(s),
+                Some(other) => Err(self.mistyped(&format!("{at}.{key}"), "a string", &other)),
+                None => Err(format!("{}: missing \"{at}.{key}\"", self.cmd)),
+            };
+            let prefix = take("prefix")?;
+            let peer = take("peer")?;
+            if let Some(key) = obj.keys().next() {
+                return Err(format!("{}: unknown field \"{at}.{key}\"", self.cmd));
+            }
+            routes.push(self.route(&prefix, &peer, &format!("{at}."))?);
+        }
+        Ok(routes)
+    }
+
+    fn prefix(&self, text: &str, name: &str) -> Result<IpNet, String> {
+        config::parse_cidr(text).map_err(|p| self.invalid(name, text, &p))
+    }
+
+    fn route(&self, prefix: &str, peer: &str, at: &str) -> Result<Route, String> {
+        let prefix = self.prefix(prefix, &format!("{at}prefix"))?;
+        let peer = config::parse_peer_addr(peer)
+            .map_err(|p| self.invalid(&format!("{at}peer"), peer, &p))?;
+        Ok(Route { prefix, peer })
+    }
+
+    fn invalid(&self, name: &str, text: &str, problem: &Problem) -> String {
+        format!(
+            "{}: {name} {}: {problem}",
+            self.cmd,
+            shown(&Value::String(text.to_owned()))
+        )
+    }
+
+    fn no_more(&self) -> Result<(), String> {
+        match self.fields.keys().next() {
+            Some(key) => Err(format!(
+                "{}: unknown field {}",
+                self.cmd,
+                shown(&Value::String(key.clone()))
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A value for an error message: a plain string as is (quoted if empty or if it has spaces
+/// or control characters), anything else as compact JSON; cut at 80 characters.
+fn shown(value: &Value) -> String {
+    let text = match value {
+        Value::String(s)
+            if !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            s.clone()
+        }
+        other => other.to_string(),
+    };
+    const MAX: usize = 80;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text,
+    }
+}
+
+/// One reply line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    Ok(Value),
+    Error(String),
+}
+
+impl Reply {
+    /// The reply as one line of JSON, without the newline.
+    pub fn encode(&self) -> String {
+        let value = match self {
+            Reply::Ok(result) => json!({"ok": true, "result": result}),
+            Reply::Error(error) => json!({"ok": false, "error": error}),
+        };
+        value.to_string()
+    }
+
+    /// Parses a reply line.
+    ///
+    /// # Errors
+    /// Not JSON, or not an object with `ok` and `result` or `error`.
+    pub fn decode(line: &str) -> Result<Reply, String> {
+        let value: Value =
+            serde_json::from_str(line).map_err(|e| format!("malformed reply ({e}): {line}"))?;
+        match (value.get("ok"), value.get("result"), value.get("error")) {
+            (Some(Value::Bool(true)), Some(result), _) => Ok(Reply::Ok(result.clone())),
+            (Some(Value::Bool(false)), _, Some(Value::String(e))) => Ok(Reply::Error(e.clone())),
+            _ => Err(format!("malformed reply: {line}")),
+        }
+    }
+}
+
+/// Parses and answers one request line.
+pub fn respond(controller: &Controller, line: &str) -> Reply {
+    match Request::parse(line) {
+        Ok(request) => handle(controller, &request),
+        Err(e) => Reply::Error(e),
+    }
+}
+
+/// Answers one request. Route changes are one transaction each; a refused one changed nothing.
+pub fn handle(controller: &Controller, request: &Request) -> Reply {
+    match request {
+        Request::RoutesList => Reply::Ok(routes_json(&controller.table().routes().to_vec())),
+        Request::RoutesAdd(route) => routes(
+            controller,
+            "routes.add",
+            vec![RouteOp::Insert(*route)],
+            std::slice::from_ref(route),
+        ),
+        Request::RoutesDel(prefix) => routes(
+            controller,
+            "routes.del",
+            vec![RouteOp::Remove(*prefix)],
+            &[],
+        ),
+        Request::RoutesApply { replace, del, add } => {
+            let mut ops = Vec::with_capacity(del.len() + add.len() + 1);
+            if let Some(replace) = replace {
+                ops.push(RouteOp::ReplaceAll(replace.clone()));
+            }
+            ops.extend(del.iter().map(|&p| RouteOp::Remove(p)));
+            ops.extend(add.iter().map(|&r| RouteOp::Insert(r)));
+            let new: Vec<Route> = replace.iter().flatten().chain(add).copied().collect();
+            routes(controller, "routes.apply", ops, &new)
+        }
+        Request::Peers => Reply::Ok(json!(controller.peers())),
+        Request::Stats => Reply::Ok(controller.stats().to_json()),
+        Request::Health => Reply::Ok(health_json(controller)),
+    }
+}
+
+/// The routes as `[{"prefix":..,"peer":..}]`, sorted by prefix.
+pub fn routes_json(routes: &[Route]) -> Value {
+    let mut routes = routes.to_vec();
+    routes.sort_by_key(|r| r.prefix);
+    routes
+        .iter()
+        .map(|r| json!({"prefix": r.prefix.to_string(), "peer": r.peer.to_string()}))
+        .collect::<Vec<_>>()
+        .into()
+}
+
+fn routes(controller: &Controller, cmd: &str, ops: Vec<RouteOp>, new: &[Route]) -> Reply {
+    let listen = controller.listen();
+    if let Some(route) = new
+        .iter()
+        .find(|r| config::check_family(r.peer, listen).is_err())
+    {
+        let problem = config::check_family(route.peer, listen).unwrap_err();
+        return Reply::Error(format!("{cmd}: peer {}: {problem}", route.peer));
+    }
+    match controller.apply(ops) {
+        Ok(applied) => {
+            tracing::info!(
+                cmd,
+                version = applied.version,
+                added = applied.added,
+                removed = applied.removed,
+                changed = applied.changed,
+                "routes changed through the control socket"
+            );
+            Reply::Ok(json!(applied))
+        }
+        Err(e) => Reply::Error(format!("{cmd}: {e}")),
+    }
+}
+
+/// `{"status":"ok"|"degraded", ...}`: degraded when a datapath thread has ended on its own.
+pub fn health_json(controller: &Controller) -> Value {
+    let stats = controller.stats();
+    let failed = controller.failed_threads();
+    json!({
+        "status": if failed.is_empty() { "ok" } else { "degraded" },
+        "failed_threads": failed,
+        "uptime_secs": stats.uptime.as_secs_f64(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "table_version": stats.version,
+        "routes": stats.routes,
+        "io": stats.io.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(prefix: &str, peer: &str) -> Route {
+        Route {
+            prefix: prefix.parse().unwrap(),
+            peer: peer.parse().unwrap(),
+        }
+    }
+
+    #[track_caller]
+    fn error(line: &str, parts: &[&str]) {
+        let e = match Request::parse(line) {
+            Ok(r) => panic!("{line}: accepted as {r:?}"),
+            Err(e) => e,
+        };
+        assert!(!e.contains('\n'), "{e:?} is not one line");
+        for part in parts {
+            assert!(e.contains(part), "{line}: {e:?} does not contain {part:?}");
+        }
+    }
+
+    #[test]
+    fn good_requests() {
+        let p = |s: &str| Request::parse(s).unwrap();
+        assert_eq!(p(r#"{"cmd":"routes.list"}"#), Request::RoutesList);
+        assert_eq!(p(r#" {"cmd" : "peers"} "#), Request::Peers);
+        assert_eq!(p(r#"{"cmd":"stats"}"#), Request::Stats);
+        assert_eq!(p(r#"{"cmd":"health"}"#), Request::Health);
+        assert_eq!(
+            p(r#"{"cmd":"routes.add","prefix":"198.19.2.0/24","peer":"198.18.0.2:8285"}"#),
+            Request::RoutesAdd(route("198.19.2.0/24", "198.18.0.2:8285"))
+        );
+        // The port defaults as on the command line; IPv4-mapped becomes IPv4.
+        assert_eq!(
+            p(r#"{"peer":"[::ffff:198.18.0.2]","prefix":"fd19:0:0:2::/64","cmd":"routes.add"}"#),
+            Request::RoutesAdd(route("fd19:0:0:2::/64", "198.18.0.2:8285"))
+        );
+        assert_eq!(
+            p(r#"{"cmd":"routes.del","prefix":"fd19:0:0:2::/64"}"#),
+            Request::RoutesDel("fd19:0:0:2::/64".parse().unwrap())
+        );
+        assert_eq!(
+            p(
+                r#"{"cmd":"routes.apply","add":[{"prefix":"198.19.3.0/24","peer":"198.18.0.3:1"}],"del":["198.19.2.0/24"]}"#
+            ),
+            Request::RoutesApply {
+                replace: None,
+                del: vec!["198.19.2.0/24".parse().unwrap()],
+                add: vec![route("198.19.3.0/24", "198.18.0.3:1")],
+            }
+        );
+        assert_eq!(
+            p(r#"{"cmd":"routes.apply","replace":[]}"#),
+            Request::RoutesApply {
+                replace: Some(vec![]),
+                del: vec![],
+                add: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn round_trip() {
+        for request in [
+            Request::RoutesList,
+            Request::RoutesAdd(route("198.19.2.0/24", "198.18.0.2:8285")),
+            Request::RoutesAdd(route("fd19:0:0:2::/64", "[fd18::2]:9000")),
+            Request::RoutesDel("198.19.2.0/24".parse().unwrap()),
+            Request::RoutesApply {
+                replace: Some(vec![route("198.19.4.0/24", "198.18.0.4:8285")]),
+                del: vec!["198.19.2.0/24".parse().unwrap()],
+                add: vec![route("198.19.3.0/24", "198.18.0.3:8285")],
+            },
+            Request::RoutesApply {
+                replace: None,
+                del: vec!["198.19.2.0/24".parse().unwrap()],
+                add: vec![],
+            },
+            Request::Peers,
+            Request::Stats,
+            Request::Health,
+        ] {
+            let line = request.to_json().to_string();
+            assert!(!line.contains('\n'));
+            assert_eq!(Request::parse(&line), Ok(request.clone()), "{line}");
+        }
+    }
+
+    #[test]
+    fn malformed() {
+        error("", &["malformed JSON"]);
+        error("{", &["malformed JSON", "EOF"]);
+        error(r#"{"cmd":"health"} x"#, &["malformed JSON", "trailing"]);
+        error("[1,2]", &["JSON object", "[1,2]"]);
+        error(r#""health""#, &["JSON object", "health"]);
+        error("{}", &["missing \"cmd\"", "routes.list"]);
+        error(r#"{"cmd":5}"#, &["\"cmd\" must be a string, got 5"]);
+        error(
+            r#"{"cmd":"routes.frob"}"#,
+            &["unknown command routes.frob", "routes.add"],
+        );
+        error(r#"{"cmd":""}"#, &["unknown command \"\""]);
+        error(
+            r#"{"cmd":"health","verbose":true}"#,
+            &["health: unknown field verbose"],
+        );
+        let long = format!(r#"{{"cmd":"{}"}}"#, "x".repeat(500));
+        let e = Request::parse(&long).unwrap_err();
+        assert!(e.len() < 300, "{e}");
+    }
+
+    #[test]
+    fn bad_fields() {
+        error(
+            r#"{"cmd":"routes.add","peer":"198.18.0.2"}"#,
+            &["routes.add: missing \"prefix\""],
+        );
+        error(
+            r#"{"cmd":"routes.add","prefix":"198.19.2.0/24"}"#,
+            &["routes.add: missing \"peer\""],
+        );
+        error(
+            r#"{"cmd":"routes.add","prefix":12,"peer":"198.18.0.2"}"#,
+            &["routes.add: \"prefix\" must be a string, got 12"],
+        );
+        error(
+            r#"{"cmd":"routes.add","prefix":"198.19.2.0/24","peer":"198.18.0.2","x":1}"#,
+            &["routes.add: unknown field x"],
+        );
+        error(
+            r#"{"cmd":"routes.del"}"#,
+            &["routes.del: missing \"prefix\""],
+        );
+        error(
+            r#"{"cmd":"routes.del","prefix":null}"#,
+            &["\"prefix\" must be a string, got null"],
+        );
+    }
+
+    #[test]
+    fn bad_prefixes() {
+        error(
+            r#"{"cmd":"routes.add","prefix":"198.19.2.1/24","peer":"198.18.0.2"}"#,
+            &[
+                "routes.add: prefix 198.19.2.1/24:",
+                "host bits are set (did you mean 198.19.2.0/24?)",
+            ],
+        );
+        error(
+            r#"{"cmd":"routes.del","prefix":"198.19.2.0/33"}"#,
+            &[
+                "routes.del: prefix 198.19.2.0/33:",
+                "invalid prefix length 33",
+            ],
+        );
+        error(
+            r#"{"cmd":"routes.del","prefix":"198.19.2.0"}"#,
+            &["prefix 198.19.2.0:", "missing prefix length"],
+        );
+        error(
+            r#"{"cmd":"routes.del","prefix":"node2/24"}"#,
+            &["prefix node2/24:", "invalid IP address"],
+        );
+        error(
+            r#"{"cmd":"routes.del","prefix":"a b"}"#,
+            &["prefix \"a b\":"],
+        );
+    }
+
+    #[test]
+    fn bad_addresses() {
+        let add = |peer: &str| {
+            format!(r#"{{"cmd":"routes.add","prefix":"198.19.2.0/24","peer":"{peer}"}}"#)
+        };
+        error(
+            &add("node2:8285"),
+            &["routes.add: peer node2:8285:", "invalid address"],
+        );
+        error(&add("198.18.0.2:0"), &["peer 198.18.0.2:0:", "port 0"]);
+        error(
+            &add("198.18.0.2:99999"),
+            &["peer 198.18.0.2:99999:", "invalid port"],
+        );
+        error(&add("fd18::2"), &["peer fd18::2:", "brackets"]);
+        error(&add("0.0.0.0:8285"), &["peer 0.0.0.0:8285:", "unspecified"]);
+        error(
+            &add("224.0.0.1:8285"),
+            &["peer 224.0.0.1:8285:", "not a unicast"],
+        );
+        error(&add(""), &["peer \"\":"]);
+    }
+
+    #[test]
+    fn bad_apply() {
+        error(
+            r#"{"cmd":"routes.apply"}"#,
+            &["routes.apply: nothing to do"],
+        );
+        error(
+            r#"{"cmd":"routes.apply","add":[],"del":[]}"#,
+            &["routes.apply: nothing to do"],
+        );
+        error(
+            r#"{"cmd":"routes.apply","add":{}}"#,
+            &["routes.apply: \"add\" must be an array, got {}"],
+        );
+        error(
+            r#"{"cmd":"routes.apply","del":"198.19.2.0/24"}"#,
+            &["\"del\" must be an array"],
+        );
+        error(
+            r#"{"cmd":"routes.apply","del":[1]}"#,
+            &["\"del[0]\" must be a CIDR string, got 1"],
+        );
+        error(
+            r#"{"cmd":"routes.apply","del":["198.19.2.0/24","198.19.3.1/24"]}"#,
+            &["routes.apply: del[1] 198.19.3.1/24:", "host bits"],
+        );
+        error(
+            r#"{"cmd":"routes.apply","add":["198.19.2.0/24"]}"#,
+            &["\"add[0]\" must be an object"],
+        );
+        error(
+            r#"{"cmd":"routes.apply","add":[{"prefix":"198.19.2.0/24"}]}"#,
+            &["missing \"add[0].peer\""],
+        );
+        error(
+            r#"{"cmd":"routes.apply","add":[{"prefix":"198.19.2.0/24","peer":1}]}"#,
+            &["\"add[0].peer\" must be a string, got 1"],
+        );
+        error(
+            r#"{"cmd":"routes.apply","add":[{"prefix":"198.19.2.0/24","peer":"198.18.0.2","via":"x"}]}"#,
+            &["unknown field \"add[0].via\""],
+        );
+        error(
+            r#"{"cmd":"routes.apply","replace":[{"prefix":"198.19.2.0/24","peer":"198.18.0.2:0"}]}"#,
+            &["routes.apply: replace[0].peer 198.18.0.2:0:", "port 0"],
+        );
+        error(
+            r#"{"cmd":"routes.apply","replace":null}"#,
+            &["\"replace\" must be an array, got null"],
+        );
+    }
+
+    #[test]
+    fn replies() {
+        let ok = Reply::Ok(json!({"routes": 2}));
+        assert_eq!(ok.encode(), r#"{"ok":true,"result":{"routes":2}}"#);
+        assert_eq!(Reply::decode(&ok.encode()), Ok(ok));
+        let err = Reply::Error("routes.del: 10.9.0.0/16 is not routed\nx".into());
+        let line = err.encode();
+        assert!(!line.contains('\n'));
+        assert_eq!(Reply::decode(&line), Ok(err));
+        assert!(Reply::decode("nope").is_err());
+        assert!(Reply::decode(r#"{"ok":true}"#).is_err());
+        assert!(Reply::decode(r#"{"ok":false,"error":3}"#).is_err());
+    }
+
+    #[test]
+    fn sorted_routes() {
+        let routes = [
+            route("198.19.3.0/24", "198.18.0.3:8285"),
+            route("198.19.2.0/24", "198.18.0.2:8285"),
+        ];
+        assert_eq!(
+            routes_json(&routes),
+            json!([
+                {"prefix": "198.19.2.0/24", "peer": "198.18.0.2:8285"},
+                {"prefix": "198.19.3.0/24", "peer": "198.18.0.3:8285"},
+            ])
+        );
+    }
+}
