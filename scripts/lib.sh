@@ -132,7 +132,8 @@ peer_addr() {
 }
 
 # tundra_start I [EXTRA-ARGS...] — start tundra in node I with a --peer for every other
-# node, stderr to "$CLUSTER_DIR/tundra-nI.log"; return once its TUN is up. Fails (and
+# node, stderr to "$CLUSTER_DIR/tundra-nI.log", control socket "$(tundra_control I)" (one
+# per node: the namespaces share the filesystem); return once its TUN is up. Fails (and
 # shows the log) if tundra exits or the TUN is not up within $TUNDRA_START_TIMEOUT s.
 tundra_start() {
     local i=$1 j peer_args=() logf deadline
@@ -150,6 +151,7 @@ tundra_start() {
     ip netns exec "$(node_ns "$i")" "$TUNDRA_BIN" run --tun "$TUNDRA_TUN" \
         --listen "$(peer_addr "$i")" \
         --local-subnet "$(subnet4 "$i")" --local-subnet "$(subnet6 "$i")" \
+        --control "$(tundra_control "$i")" \
         "${peer_args[@]}" "$@" </dev/null >>"$logf" 2>&1 &
     TUNDRA_PID[$i]=$!
     TUNDRA_LOG[$i]=$logf
@@ -170,6 +172,9 @@ tundra_start() {
         sleep 0.1
     done
 }
+
+# tundra_control I — path of node I's control socket (for `tundra routes|stats --control`).
+tundra_control() { echo "$CLUSTER_DIR/tundra-n$1.sock"; }
 
 # wait_pid PID TIMEOUT — wait up to TIMEOUT s for PID (a child) to exit and return its
 # status; past TIMEOUT send SIGTERM (which `timeout` passes on), then SIGKILL after 2 s more,

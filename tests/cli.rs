@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-const FLAGS: [&str; 9] = [
+const FLAGS: [&str; 11] = [
     "--tun",
     "--listen",
     "--local-subnet",
@@ -15,6 +15,8 @@ const FLAGS: [&str; 9] = [
     "--mtu",
     "--io",
     "--no-configure",
+    "--control",
+    "--metrics",
     "--config",
 ];
 
@@ -358,6 +360,69 @@ fn help_documents_every_flag() {
         "peers = ",
     ] {
         assert!(long.contains(text), "run --help does not mention {text}");
+    }
+}
+
+#[test]
+fn bad_control_and_metrics() {
+    refused(
+        &with_base(&["--metrics", "localhost:9100"]),
+        &["--metrics localhost:9100:", "PORT or ADDR:PORT"],
+    );
+    refused(&with_base(&["--metrics", "0"]), &["--metrics 0:", "port 0"]);
+    refused(
+        &with_base(&["--control", ""]),
+        &["--control \"\":", "empty path"],
+    );
+    let long = format!("/tmp/{}.sock", "x".repeat(120));
+    refused(
+        &with_base(&["--control", &long]),
+        &["--control /tmp/xxx", "at most 107"],
+    );
+}
+
+/// The client commands: bad arguments exit 2, an unreachable tundra exits 1 naming the path.
+#[test]
+fn client_commands() {
+    for args in [
+        &["routes", "add", "10.3.0.1/16", "192.0.2.3"][..],
+        &["routes", "add", "10.3.0.0/16", "node3:8285"],
+        &["routes", "del", "10.3.0.0/33"],
+        &["routes", "frob"],
+        &["stats", "--yaml"],
+    ] {
+        let out = tundra(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    }
+    let out = tundra(&["routes", "add", "10.3.0.1/16", "192.0.2.3"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean 10.3.0.0/16?"));
+    let dir = TempDir::new();
+    let path = dir.0.join("nobody.sock");
+    let path = path.to_str().unwrap();
+    for args in [
+        &["routes", "list", "--control", path][..],
+        &["stats", "--control", path],
+        &["routes", "del", "10.3.0.0/16", "--control", path],
+    ] {
+        let out = tundra(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot reach tundra") && stderr.contains(path),
+            "{args:?}: {stderr}"
+        );
+    }
+    for args in [
+        &["routes", "--help"][..],
+        &["stats", "--help"],
+        &["routes", "add", "--help"],
+    ] {
+        let out = tundra(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let help = String::from_utf8(out.stdout).unwrap();
+        assert!(help.contains("--control"), "{args:?}: {help}");
     }
 }
 

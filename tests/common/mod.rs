@@ -444,6 +444,8 @@ struct Tundra {
     node: u8,
     child: Child,
     stderr_path: PathBuf,
+    /// Its control socket (unique per run: tundras in other namespaces share the filesystem).
+    control: PathBuf,
     exited: Option<ExitStatus>,
 }
 
@@ -657,8 +659,9 @@ impl Cluster {
 
     /// Starts `tundra run` in node `i`'s namespace: TUN [`TUN`], listening on port [`PORT`]
     /// of the given underlay family, local subnets 198.19.i.0/24 and fd19:0:0:i::/64, and
-    /// both subnets of every other node 1..=n as peers. `extra` is appended (`--io`, `--mtu`).
-    /// Returns once the TUN is up with its addresses and a route for every peer subnet;
+    /// both subnets of every other node 1..=n as peers, its control socket in the log directory
+    /// (see [`Cluster::control_path`]) unless `extra` has `--control`. `extra` is appended
+    /// (`--io`, `--mtu`). Returns once the TUN is up with its addresses and a route for every peer subnet;
     /// panics (with tundra's stderr) if tundra exits or that takes longer than [`START_TIMEOUT`].
     pub fn start_tundra_with(&mut self, i: u8, underlay: Underlay, extra: &[&str]) {
         assert!((1..=self.n).contains(&i), "node {i} is not in the cluster");
@@ -695,9 +698,18 @@ impl Cluster {
                 args.push(format!("{s}={addr}"));
             }
         }
+        let run = self.tundras.iter().filter(|t| t.node == i).count();
+        let control = match extra.iter().position(|&a| a == "--control") {
+            Some(at) => PathBuf::from(extra.get(at + 1).copied().unwrap_or("")),
+            None => {
+                let path = self.log_dir.join(format!("node{i}.{run}.sock"));
+                args.push("--control".into());
+                args.push(path.to_string_lossy().into_owned());
+                path
+            }
+        };
         args.extend(extra.iter().map(|s| s.to_string()));
 
-        let run = self.tundras.iter().filter(|t| t.node == i).count();
         let stderr_path = self.log_dir.join(format!("node{i}.{run}.stderr"));
         let stdout_path = self.log_dir.join(format!("node{i}.{run}.stdout"));
         let child = Command::new("ip")
@@ -717,6 +729,7 @@ impl Cluster {
             node: i,
             child,
             stderr_path,
+            control,
             exited: None,
         });
         self.wait_configured(i);
@@ -728,6 +741,22 @@ impl Cluster {
             .rev()
             .find(|t| t.node == i)
             .unwrap_or_else(|| panic!("no tundra was started on node {i}"))
+    }
+
+    /// The control socket path of node `i`'s newest tundra.
+    pub fn control_path(&self, i: u8) -> PathBuf {
+        self.tundras
+            .iter()
+            .rev()
+            .find(|t| t.node == i)
+            .map(|t| t.control.clone())
+            .unwrap_or_else(|| panic!("no tundra was started on node {i}"))
+    }
+
+    /// A scratch directory of this cluster (its logs and control sockets are there too),
+    /// under the target directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.log_dir
     }
 
     /// The stderr log of node `i`'s newest tundra, so far.
