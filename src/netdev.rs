@@ -210,6 +210,9 @@ pub struct NetConfig {
     link_before: Option<LinkState>,
     /// The value of `accept_local` before `configure` set it.
     accept_local_before: Option<String>,
+    /// The value of the IPv6 `addr_gen_mode` before `configure` set it (only on a device that
+    /// was down, so its link-local address had not been generated yet).
+    addr_gen_mode_before: Option<String>,
     /// The addresses that `configure` added (not those that were already there), in order.
     addresses: Vec<IpAddr>,
     /// The routes added, in order, with their preferred source.
@@ -284,6 +287,7 @@ pub fn configure(
         index: link.index,
         link_before: None,
         accept_local_before: None,
+        addr_gen_mode_before: None,
         addresses: Vec::new(),
         routes: HashMap::new(),
         src_v4: addresses.iter().find_map(|a| match a {
@@ -312,7 +316,7 @@ impl NetConfig {
         &self.device
     }
 
-    /// The routes currently added through the device, in the order they were added.
+    /// The routes currently added through the device, in no particular order.
     pub fn routes(&self) -> impl Iterator<Item = IpNet> + '_ {
         self.routes.keys().copied()
     }
@@ -381,8 +385,18 @@ impl NetConfig {
         addresses: &[IpAddr],
         peer_subnets: &[IpNet],
     ) -> Result<(), NetdevError> {
+        let was_up = link.up;
         self.link_before = Some(link);
         self.set_link(LinkOp::SetMtu(mtu))?;
+        if !was_up {
+            // No IPv6 link-local address: a tunnel needs none, and without one the kernel sends
+            // no router solicitations or MLD reports into the TUN, which tundra could only drop.
+            let path = addr_gen_mode_path(&self.device);
+            if let Ok(before) = fs::read_to_string(&path) {
+                fs::write(&path, "1").map_err(|error| NetdevError::Sysctl { path, error })?;
+                self.addr_gen_mode_before = Some(before.trim().to_owned());
+            }
+        }
         self.set_link(LinkOp::SetUp(true))?;
 
         let path = accept_local_path(&self.device);
@@ -465,6 +479,13 @@ impl NetConfig {
         }
         if let Some(before) = self.accept_local_before.take() {
             let path = accept_local_path(&self.device);
+            note(match fs::write(&path, before) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r.map_err(|error| NetdevError::Sysctl { path, error }),
+            });
+        }
+        if let Some(before) = self.addr_gen_mode_before.take() {
+            let path = addr_gen_mode_path(&self.device);
             note(match fs::write(&path, before) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                 r => r.map_err(|error| NetdevError::Sysctl { path, error }),
@@ -556,6 +577,10 @@ pub fn underlay_mtu(peer: SocketAddr) -> io::Result<u32> {
 /// Whether a failed removal means that the thing is gone already, with its device.
 fn already_gone(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::ENODEV | libc::ENXIO))
+}
+
+fn addr_gen_mode_path(device: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/sys/net/ipv6/conf/{device}/addr_gen_mode"))
 }
 
 fn accept_local_path(device: &str) -> PathBuf {
@@ -1001,11 +1026,13 @@ mod tests {
                 "{seen:?}"
             );
             assert_eq!(seen.routes.len(), 3, "{seen:?}");
+            let mut routes: Vec<_> = config.routes().collect();
+            routes.sort();
             assert_eq!(
-                config.routes().collect::<Vec<_>>(),
+                routes,
                 [
-                    net("fd19:0:0:2::/64"),
                     net("198.19.3.0/24"),
+                    net("fd19:0:0:2::/64"),
                     net("fd19:0:0:3::/64")
                 ]
             );
