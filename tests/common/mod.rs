@@ -702,7 +702,11 @@ impl Cluster {
         let control = match extra.iter().position(|&a| a == "--control") {
             Some(at) => PathBuf::from(extra.get(at + 1).copied().unwrap_or("")),
             None => {
-                let path = self.log_dir.join(format!("node{i}.{run}.sock"));
+                let mut path = self.log_dir.join(format!("node{i}.{run}.sock"));
+                // A Unix socket path has at most 107 bytes; a deep checkout may exceed it.
+                if path.as_os_str().len() > 100 {
+                    path = std::env::temp_dir().join(format!("{}-n{i}.{run}.sock", self.prefix));
+                }
                 args.push("--control".into());
                 args.push(path.to_string_lossy().into_owned());
                 path
@@ -999,6 +1003,14 @@ impl Drop for Cluster {
         let panicking = thread::panicking();
         for t in &mut self.tundras {
             let status = stop_child(t);
+            // A control socket outside the log directory is ours only under our prefix.
+            let ours = t
+                .control
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&self.prefix));
+            if ours && !t.control.starts_with(&self.log_dir) {
+                let _ = fs::remove_file(&t.control);
+            }
             if panicking || status.is_none() {
                 let log = fs::read_to_string(&t.stderr_path).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
