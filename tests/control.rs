@@ -115,6 +115,27 @@ fn cluster(start_node1: bool) -> Cluster {
     c
 }
 
+/// A socket path `name` of this cluster: in its directory, or in the temporary directory
+/// under the cluster's unique prefix if that would be too long for a Unix socket. Removed on
+/// drop.
+struct SockPath(PathBuf);
+
+impl SockPath {
+    fn new(c: &Cluster, name: &str) -> SockPath {
+        let path = c.dir().join(name);
+        if path.as_os_str().len() <= 100 {
+            return SockPath(path);
+        }
+        SockPath(std::env::temp_dir().join(format!("{}-{name}", c.prefix())))
+    }
+}
+
+impl Drop for SockPath {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
 fn ping_extra(c: &Cluster) -> Ping {
     ping(
         &c.ns(1),
@@ -334,7 +355,8 @@ fn routes_over_the_socket() {
 #[test]
 fn cli_and_metrics() {
     let mut c = Cluster::new(2);
-    let stale = c.dir().join("stale.sock");
+    let stale_path = SockPath::new(&c, "stale.sock");
+    let stale = stale_path.0.clone();
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     assert!(stale.exists());
     let stale_arg = stale.to_str().unwrap().to_owned();
@@ -513,7 +535,8 @@ fn config_text(control: &Path, peers: &[String]) -> String {
 #[test]
 fn sighup_reload() {
     let c = cluster(false);
-    let control: PathBuf = c.dir().join("reload.sock");
+    let control_path = SockPath::new(&c, "reload.sock");
+    let control: PathBuf = control_path.0.clone();
     let config = c.dir().join("node1.toml");
     let mut peers = vec![
         format!("{}={}", subnet_v4(2), node2()),
