@@ -337,8 +337,35 @@ fn routes_over_the_socket() {
         "{out}"
     );
     assert_eq!(ctl.routes(), initial_routes());
-    drop(ctl);
 
+    // At most 16 connections at once: the others get an error line.
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    for _ in 0..20 {
+        let mut extra = Ctl::connect(&path);
+        let _ = extra.writer.write_all(b"{\"cmd\":\"health\"}\n");
+        let reply = extra.reply();
+        if reply["ok"] == json!(true) {
+            accepted.push(extra);
+        } else {
+            let error = reply["error"].as_str().unwrap();
+            assert!(error.contains("too many control connections"), "{reply}");
+            refused += 1;
+        }
+    }
+    // `ctl` is one of the 16 (the oversized line's may linger a moment).
+    assert!(
+        accepted.len() <= 15 && refused >= 5,
+        "{} accepted",
+        accepted.len()
+    );
+    drop(accepted);
+    wait_until("a free connection slot", WAIT, || {
+        let mut again = Ctl::connect(&path);
+        let _ = again.writer.write_all(b"{\"cmd\":\"health\"}\n");
+        again.reply()["ok"] == json!(true)
+    });
+
+    // Shutdown does not wait for idle clients.
     let exit = c.stop(1);
     assert_eq!(
         exit.status.and_then(|s| s.code()),
@@ -347,6 +374,8 @@ fn routes_over_the_socket() {
         exit.stderr
     );
     assert!(!path.exists(), "{} left behind at shutdown", path.display());
+    let mut rest = String::new();
+    assert_eq!(ctl.reader.read_to_string(&mut rest).unwrap_or(0), 0);
     c.shutdown();
 }
 
