@@ -661,6 +661,93 @@ mod tests {
         assert!(Reply::decode(r#"{"ok":false,"error":3}"#).is_err());
     }
 
+    /// A controller with no kernel side, its control thread running.
+    fn controller() -> Controller {
+        let config = crate::dataplane::Builder::default()
+            .local_subnet("198.19.1.0/24".parse().unwrap())
+            .peer(
+                "198.19.2.0/24".parse().unwrap(),
+                "198.18.0.2:8285".parse().unwrap(),
+            )
+            .config()
+            .clone();
+        let table = datapath::Table::new(&config.local_subnets, &config.peers).unwrap();
+        let (controller, thread) = crate::control::new(
+            &config,
+            std::sync::Arc::new(datapath::SharedTable::new(table)),
+            Default::default(),
+            crate::config::IoMode::Poll,
+            None,
+        );
+        std::thread::spawn(move || thread.run());
+        controller
+    }
+
+    #[test]
+    fn answers() {
+        let c = controller();
+        let ok = |line: &str| match respond(&c, line) {
+            Reply::Ok(v) => v,
+            Reply::Error(e) => panic!("{line}: {e}"),
+        };
+        let err = |line: &str| match respond(&c, line) {
+            Reply::Ok(v) => panic!("{line}: accepted: {v}"),
+            Reply::Error(e) => e,
+        };
+        let initial = json!([{"prefix": "198.19.2.0/24", "peer": "198.18.0.2:8285"}]);
+        assert_eq!(ok(r#"{"cmd":"routes.list"}"#), initial);
+        let applied = ok(r#"{"cmd":"routes.add","prefix":"198.19.3.0/24","peer":"198.18.0.3"}"#);
+        assert_eq!(applied["added"], 1);
+        assert_eq!(applied["routes"], 2);
+        assert_eq!(ok(r#"{"cmd":"routes.list"}"#).as_array().unwrap().len(), 2);
+        assert_eq!(
+            ok(r#"{"cmd":"routes.del","prefix":"198.19.3.0/24"}"#)["removed"],
+            1
+        );
+        assert_eq!(
+            err(r#"{"cmd":"routes.del","prefix":"198.19.3.0/24"}"#),
+            "routes.del: 198.19.3.0/24 is not routed"
+        );
+        assert!(
+            err(r#"{"cmd":"routes.add","prefix":"198.19.1.0/25","peer":"198.18.0.3"}"#)
+                .contains("overlaps local subnet 198.19.1.0/24")
+        );
+        assert!(
+            err(r#"{"cmd":"routes.add","prefix":"198.19.3.0/24","peer":"[fd18::3]"}"#)
+                .contains("routes.add: peer [fd18::3]:8285: IPv6 peer address")
+        );
+        // One bad change: nothing of the transaction is applied.
+        assert!(err(r#"{"cmd":"routes.apply","add":[{"prefix":"198.19.4.0/24","peer":"198.18.0.4"}],"del":["198.19.9.0/24"]}"#)
+            .contains("198.19.9.0/24 is not routed"));
+        assert_eq!(ok(r#"{"cmd":"routes.list"}"#), initial);
+        let applied = ok(
+            r#"{"cmd":"routes.apply","replace":[],"add":[{"prefix":"198.19.4.0/24","peer":"198.18.0.4"}]}"#,
+        );
+        assert_eq!(
+            (applied["added"].clone(), applied["removed"].clone()),
+            (json!(1), json!(1))
+        );
+        assert_eq!(
+            ok(r#"{"cmd":"peers"}"#)[0]["prefixes"],
+            json!(["198.19.4.0/24"])
+        );
+        assert_eq!(ok(r#"{"cmd":"stats"}"#)["routes"], 1);
+        let health = ok(r#"{"cmd":"health"}"#);
+        assert_eq!(health["status"], "ok");
+        assert_eq!(health["io"], "poll");
+        assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+        // A datapath thread that ends while the dataplane is not stopping: degraded.
+        drop(c.watch("egress", std::sync::Arc::default()));
+        let health = ok(r#"{"cmd":"health"}"#);
+        assert_eq!(health["status"], "degraded");
+        assert_eq!(health["failed_threads"], json!(["egress"]));
+        c.close();
+        assert_eq!(
+            err(r#"{"cmd":"routes.del","prefix":"198.19.4.0/24"}"#),
+            "routes.del: the dataplane is shutting down"
+        );
+    }
+
     #[test]
     fn sorted_routes() {
         let routes = [
