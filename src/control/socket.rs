@@ -406,3 +406,67 @@ fn send(stream: &mut UnixStream, reply: &Reply) -> io::Result<()> {
     line.push('\n');
     stream.write_all(line.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system's temporary directory, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let dir =
+                std::env::temp_dir().join(format!("tundra-sock-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            Dir(dir)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn bind_rules() {
+        let dir = Dir::new("bind");
+        // The parent directory is created; the socket is 0600; dropping removes it.
+        let path = dir.0.join("run/tundra.sock");
+        let socket = ControlSocket::bind(&path).unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // Someone answers: refused, and the live socket stays.
+        let e = ControlSocket::bind(&path).err().unwrap();
+        assert!(matches!(e, SocketError::InUse(_)), "{e}");
+        assert!(e.to_string().contains(path.to_str().unwrap()), "{e}");
+        drop(socket);
+        assert!(!path.exists());
+        // A stale socket (nobody listens) is replaced.
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let socket = ControlSocket::bind(&path).unwrap();
+        assert!(UnixStream::connect(&path).is_ok());
+        drop(socket);
+        // Something else than a socket is never replaced.
+        fs::write(&path, "data").unwrap();
+        let e = ControlSocket::bind(&path).err().unwrap();
+        assert!(matches!(e, SocketError::NotASocket(_)), "{e}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "data");
+    }
+
+    #[test]
+    fn a_replaced_file_is_not_removed() {
+        let dir = Dir::new("replaced");
+        fs::create_dir_all(&dir.0).unwrap();
+        let path = dir.0.join("t.sock");
+        let socket = ControlSocket::bind(&path).unwrap();
+        fs::remove_file(&path).unwrap();
+        let other = UnixListener::bind(&path).unwrap();
+        drop(socket);
+        assert!(path.exists(), "removed a socket that was not ours");
+        drop(other);
+    }
+}
