@@ -133,11 +133,13 @@ peer_addr() {
 
 # tundra_start I [EXTRA-ARGS...] — start tundra in node I with a --peer for every other
 # node, stderr to "$CLUSTER_DIR/tundra-nI.log", control socket "$(tundra_control I)" (one
-# per node: the namespaces share the filesystem); return once its TUN is up. Fails (and
+# per node: the namespaces share the filesystem) unless EXTRA-ARGS has its own --control;
+# return once its TUN is up. Fails (and
 # shows the log) if tundra exits or the TUN is not up within $TUNDRA_START_TIMEOUT s.
 tundra_start() {
-    local i=$1 j peer_args=() logf deadline
+    local i=$1 j peer_args=() control_args=() logf deadline
     shift
+    [[ " $* " == *" --control "* ]] || control_args=(--control "$(tundra_control "$i")")
     [[ -x $TUNDRA_BIN ]] || die "no tundra binary at $TUNDRA_BIN (cargo build --release)"
     [[ -z ${TUNDRA_PID[$i]:-} ]] || die "tundra already running in node $i"
     for ((j = 1; j <= CLUSTER_N; j++)); do
@@ -151,8 +153,7 @@ tundra_start() {
     ip netns exec "$(node_ns "$i")" "$TUNDRA_BIN" run --tun "$TUNDRA_TUN" \
         --listen "$(peer_addr "$i")" \
         --local-subnet "$(subnet4 "$i")" --local-subnet "$(subnet6 "$i")" \
-        --control "$(tundra_control "$i")" \
-        "${peer_args[@]}" "$@" </dev/null >>"$logf" 2>&1 &
+        "${control_args[@]}" "${peer_args[@]}" "$@" </dev/null >>"$logf" 2>&1 &
     TUNDRA_PID[$i]=$!
     TUNDRA_LOG[$i]=$logf
     CLUSTER_PIDS+=("$!")
