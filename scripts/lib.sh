@@ -134,8 +134,8 @@ peer_addr() {
 # tundra_start I [EXTRA-ARGS...] — start tundra in node I with a --peer for every other
 # node, stderr to "$CLUSTER_DIR/tundra-nI.log", control socket "$(tundra_control I)" (one
 # per node: the namespaces share the filesystem) unless EXTRA-ARGS has its own --control;
-# return once its TUN is up. Fails (and
-# shows the log) if tundra exits or the TUN is not up within $TUNDRA_START_TIMEOUT s.
+# return once its TUN is up. Fails (and shows the log) if tundra exits or the TUN is not up
+# within $TUNDRA_START_TIMEOUT s.
 tundra_start() {
     local i=$1 j peer_args=() control_args=() logf deadline
     shift
