@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use datapath::{decapsulate, DropReason, Egress, Ingress, LocalCounters};
+use datapath::{decapsulate, DropReason, Ingress, LocalCounters};
 
 use super::{for_each_peer_run, Ctx, DropLog, Outgoing, PeerTally, BATCH, SLOT_SIZE, TICK};
 use crate::sys::uring::{Completion, Op, Ring};
@@ -40,40 +40,67 @@ impl FreeSlots {
 /// the sends grouped by peer (and any ICMP error back into the TUN), re-arms the reads, and
 /// submits it all with one `io_uring_enter`.
 pub fn egress(ctx: Ctx) -> io::Result<()> {
-    let mut ring = Ring::new(ENTRIES, SLOTS, SLOT_SIZE)?;
-    let tun: RawFd = ctx.tun.as_raw_fd();
-    let udp: RawFd = ctx.udp.as_raw_fd();
-    let mut enc = ctx.encapsulator();
-    let mut free = FreeSlots::all(SLOTS);
-    let mut reads = 0usize;
-    let mut done: Vec<Completion> = Vec::with_capacity(2 * SLOTS);
-    let mut ready: Vec<(usize, usize)> = Vec::with_capacity(SLOTS);
-    let mut sends: Vec<Outgoing> = Vec::with_capacity(SLOTS);
-    let mut reply = vec![0u8; datapath::icmp::MAX_LEN];
-    let mut local = LocalCounters::default();
-    let mut log = DropLog::new("egress");
+    let mut egress = EgressLoop {
+        ring: Ring::new(ENTRIES, SLOTS, SLOT_SIZE)?,
+        tun: ctx.tun.as_raw_fd(),
+        udp: ctx.udp.as_raw_fd(),
+        enc: ctx.encapsulator(),
+        free: FreeSlots::all(SLOTS),
+        reads: 0,
+        done: Vec::with_capacity(2 * SLOTS),
+        ready: Vec::with_capacity(SLOTS),
+        sends: Vec::with_capacity(SLOTS),
+        reply: vec![0u8; datapath::icmp::MAX_LEN],
+        local: LocalCounters::default(),
+        log: DropLog::new("egress"),
+        ctx,
+    };
+    while !egress.ctx.stopped() {
+        egress.round()?;
+    }
+    Ok(())
+}
 
-    while !ctx.stopped() {
-        while reads < BATCH {
-            let Some(slot) = free.pop() else { break };
-            ring.read(tun, slot)?;
-            reads += 1;
+/// The egress loop's state; every buffer is allocated once, before the first round.
+struct EgressLoop {
+    ctx: Ctx,
+    ring: Ring,
+    tun: RawFd,
+    udp: RawFd,
+    enc: datapath::Encapsulator,
+    free: FreeSlots,
+    /// TUN reads in flight.
+    reads: usize,
+    done: Vec<Completion>,
+    /// `(slot, length)` of the packets read this round.
+    ready: Vec<(usize, usize)>,
+    sends: Vec<Outgoing>,
+    reply: Vec<u8>,
+    local: LocalCounters,
+    log: DropLog,
+}
+
+impl EgressLoop {
+    fn round(&mut self) -> io::Result<()> {
+        while self.reads < BATCH {
+            let Some(slot) = self.free.pop() else { break };
+            self.ring.read(self.tun, slot)?;
+            self.reads += 1;
         }
-        ring.submit_and_wait(TICK)?;
-        done.clear();
-        ring.completions(&mut done);
+        self.ring.submit_and_wait(TICK)?;
+        self.done.clear();
+        self.ring.completions(&mut self.done);
 
-        ready.clear();
-        for c in &done {
+        self.ready.clear();
+        for c in &self.done {
             match c.op {
                 Op::Read => {
-                    reads -= 1;
+                    self.reads -= 1;
                     if c.result > 0 {
-                        ready.push((c.slot, c.result as usize));
+                        self.ready.push((c.slot, c.result as usize));
                         continue;
                     }
                     if c.result < 0 && c.result != -libc::EAGAIN && c.result != -libc::EINTR {
-                        local.drop(DropReason::Malformed);
                         tracing::debug!(
                             "TUN read failed: {}",
                             io::Error::from_raw_os_error(-c.result)
@@ -82,62 +109,70 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
                 }
                 Op::Send => {
                     if c.result >= 0 {
-                        local.tx_packets += 1;
-                        local.tx_bytes += c.result as u64;
+                        self.local.tx_packets += 1;
+                        self.local.tx_bytes += c.result as u64;
                     } else {
-                        local.drop(DropReason::SendError);
+                        self.local.drop(DropReason::SendError);
                     }
                 }
                 Op::Write => {
                     if c.result >= 0 {
-                        local.icmp_sent += 1;
+                        self.local.icmp_sent += 1;
                     }
                 }
                 Op::Recv => {}
             }
-            free.push(c.slot);
+            self.free.push(c.slot);
         }
-        if ready.is_empty() {
-            continue;
+        if !self.ready.is_empty() {
+            self.decide()?;
         }
+        // Every round, also one with only send or ICMP completions, so the counters never lag.
+        self.log.note(&self.local);
+        self.ctx.counters.absorb(&mut self.local);
+        Ok(())
+    }
 
-        let table = ctx.table.load();
-        let now = ctx.now_ns();
-        sends.clear();
-        for (seq, &(slot, len)) in ready.iter().enumerate() {
-            match enc.encapsulate(&table, &mut ring.buf_mut(slot)[..len], &mut reply, now) {
-                Egress::Send(peer) => {
-                    sends.push(Outgoing {
+    /// Decides every packet read this round; queues ICMP errors back into the TUN and the sends
+    /// grouped by peer.
+    fn decide(&mut self) -> io::Result<()> {
+        let table = self.ctx.table.load();
+        let now = self.ctx.now_ns();
+        self.sends.clear();
+        for (seq, &(slot, len)) in self.ready.iter().enumerate() {
+            let packet = &mut self.ring.buf_mut(slot)[..len];
+            match self.enc.encapsulate(&table, packet, &mut self.reply, now) {
+                datapath::Egress::Send(peer) => {
+                    let (seq, slot, len) = (seq as u16, slot as u16, len as u16);
+                    self.sends.push(Outgoing {
                         peer,
-                        seq: seq as u16,
-                        slot: slot as u16,
-                        len: len as u16,
+                        seq,
+                        slot,
+                        len,
                     });
                     continue;
                 }
-                Egress::Reply { len: rlen, reason } => {
-                    local.drop(reason);
-                    ring.buf_mut(slot)[..rlen].copy_from_slice(&reply[..rlen]);
-                    ring.write(tun, slot, rlen)?;
+                datapath::Egress::Reply { len, reason } => {
+                    self.local.drop(reason);
+                    self.ring.buf_mut(slot)[..len].copy_from_slice(&self.reply[..len]);
+                    self.ring.write(self.tun, slot, len)?;
                     continue;
                 }
-                Egress::Drop(reason) => local.drop(reason),
+                datapath::Egress::Drop(reason) => self.local.drop(reason),
             }
-            free.push(slot);
+            self.free.push(slot);
         }
+        let (ring, udp) = (&mut self.ring, self.udp);
         let mut res = Ok(());
-        for_each_peer_run(&ctx, &table, &mut sends, |addr, run| {
+        for_each_peer_run(&self.ctx, &table, &mut self.sends, |addr, run| {
             for o in run {
                 if res.is_ok() {
                     res = ring.send_to(udp, usize::from(o.slot), usize::from(o.len), addr);
                 }
             }
         });
-        res?;
-        log.note(&local);
-        ctx.counters.absorb(&mut local);
+        res
     }
-    Ok(())
 }
 
 /// Peers → TUN, until the stop flag is set.
