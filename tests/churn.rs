@@ -6,6 +6,14 @@
 //! longer than [`MAX_GAP`] between successive reads while the control side commits at least
 //! [`MIN_CHANGES_PER_SEC`] changes per second to unrelated prefixes (table and kernel routes).
 //! Needs root (runs for real in CI).
+//!
+//! On a shared 2-core machine other processes alone make the stream pause for 100-400 ms now
+//! and then, with or without churn. So the gap criterion is checked on what is left of each
+//! gap once the time that a thread on the stream's path (the test's sender and receiver, the
+//! datapath threads) spent runnable without a CPU is taken out (from the scheduler's own
+//! per-thread accounting, /proc/self/task/TID/schedstat, sampled every 2 ms); the raw
+//! maximum is printed beside it, and the two are equal when the machine is not overloaded.
+//! The control thread's waits are not taken out, and its CPU share is printed.
 
 mod common;
 mod inproc;
@@ -107,12 +115,13 @@ fn tid() -> u32 {
         .expect("/proc/thread-self names the thread")
 }
 
-/// Nanoseconds thread `tid` of this process has spent runnable but waiting for a CPU.
-fn runqueue_ns(tid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+/// Nanoseconds thread `tid` of this process has run on a CPU, and has spent runnable but
+/// waiting for one (/proc/self/task/TID/schedstat).
+fn schedstat(tid: u32) -> (u64, u64) {
+    let stat =
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap_or_default();
+    let mut fields = stat.split_whitespace().map(|f| f.parse().unwrap_or(0));
+    (fields.next().unwrap_or(0), fields.next().unwrap_or(0))
 }
 
 /// How long chosen threads waited for a CPU, sampled every 2 ms: it tells a stall of the
@@ -120,8 +129,8 @@ fn runqueue_ns(tid: u32) -> u64 {
 struct CpuWaits {
     /// Name and id of each sampled thread.
     threads: Vec<(String, u32)>,
-    /// (time from the epoch, run-queue wait so far of each thread in ns).
-    samples: Vec<(Duration, Vec<u64>)>,
+    /// (time from the epoch, (CPU time, run-queue wait) so far of each thread in ns).
+    samples: Vec<(Duration, Vec<(u64, u64)>)>,
 }
 
 impl CpuWaits {
@@ -141,7 +150,7 @@ impl CpuWaits {
         }
         let mut samples = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            let waits = threads.iter().map(|&(_, id)| runqueue_ns(id)).collect();
+            let waits = threads.iter().map(|&(_, id)| schedstat(id)).collect();
             samples.push((epoch.elapsed(), waits));
             thread::sleep(Duration::from_millis(2));
         }
@@ -159,7 +168,7 @@ impl CpuWaits {
             .map(|w| {
                 (0..self.threads.len())
                     .filter(|&i| pick(&self.threads[i].0))
-                    .map(|i| w[1].1[i].saturating_sub(w[0].1[i]))
+                    .map(|i| w[1].1[i].1.saturating_sub(w[0].1[i].1))
                     .max()
                     .unwrap_or(0)
             })
@@ -183,11 +192,29 @@ impl CpuWaits {
         (0..self.threads.len())
             .filter(|&i| pick(&self.threads[i].0))
             .map(|i| {
-                let ns = last.1[i].saturating_sub(first.1[i]);
+                let ns = last.1[i].1.saturating_sub(first.1[i].1);
                 (self.threads[i].0.clone(), Duration::from_nanos(ns))
             })
             .max_by_key(|(_, d)| *d)
             .unwrap_or_default()
+    }
+
+    /// CPU time the threads `pick` selects used from `from` to `to`, in all.
+    fn cpu(&self, from: Duration, to: Duration, pick: impl Fn(&str) -> bool) -> Duration {
+        let at = |t: Duration| {
+            self.samples
+                .iter()
+                .min_by_key(|s| s.0.abs_diff(t))
+                .map(|s| &s.1)
+        };
+        let (Some(a), Some(b)) = (at(from), at(to)) else {
+            return Duration::ZERO;
+        };
+        let ns = (0..self.threads.len())
+            .filter(|&i| pick(&self.threads[i].0))
+            .map(|i| b[i].0.saturating_sub(a[i].0))
+            .sum();
+        Duration::from_nanos(ns)
     }
 }
 
@@ -349,26 +376,32 @@ fn tcp_stream_under_route_churn(io: Io) {
             .unwrap_or_default()
     };
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    // The part of each gap that the machine, not the datapath, explains: the time the test's
-    // own sender or receiver thread was runnable but got no CPU.
-    let stream_thread = |name: &str| !name.starts_with("tundra-");
+    // The part of each gap that the machine explains: the time a thread the stream goes
+    // through (the test's sender and receiver, the datapath threads of both nodes) was
+    // runnable but got no CPU. What is left is a stall of the datapath itself (blocked on the
+    // control side, the kernel, a lock).
+    let stream_thread = |name: &str| !name.starts_with("tundra-control");
     let unexplained = |g: &Gap| g.len - cpu.waited(g, stream_thread);
     let max_unexplained = got.gaps.iter().map(unexplained).max().unwrap_or_default();
+    let control_cpu = cpu.cpu(churn_started, churn_ended, |n| {
+        n.starts_with("tundra-control")
+    });
     println!(
-        "MEASURE churn io={}: stream {} MiB; max gap between reads {:.1} ms (under churn {:.1} ms, without churn {:.1} ms; not explained by a starved test thread {:.1} ms); sender: longest write {:.1} ms, at worst {:.1} ms behind schedule; load average {}; cpu pressure {}",
+        "MEASURE churn io={}: stream {} MiB; max gap between reads {:.1} ms (under churn {:.1} ms, without churn {:.1} ms; left when the time a thread on the stream's path waited for a CPU is taken out {:.1} ms); control threads used {:.0}% of a CPU under churn; sender: longest write {:.1} ms, at worst {:.1} ms behind schedule; load average {}; cpu pressure {}",
         io.as_arg(),
         got.bytes >> 20,
         ms(got.max_gap),
         ms(max_in(true)),
         ms(max_in(false)),
         ms(max_unexplained),
+        100.0 * control_cpu.as_secs_f64() / churn_secs,
         ms(sent.longest_write),
         ms(sent.behind),
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         psi.lines().next().unwrap_or_default()
     );
     println!(
-        "MEASURE churn io={}: gaps > 20 ms (at, from the churn's start: length; test threads waited for a CPU; the tundra thread that waited most): {}",
+        "MEASURE churn io={}: gaps > 20 ms (at, from the churn's start: length; threads on the stream's path waited for a CPU; the tundra thread that waited most): {}",
         io.as_arg(),
         got.gaps
             .iter()
@@ -419,7 +452,7 @@ fn tcp_stream_under_route_churn(io: Io) {
     // printed for the record; on a quiet machine the two are the same.
     assert!(
         max_unexplained <= MAX_GAP,
-        "io={}: the stream stalled for {max_unexplained:?} (> {MAX_GAP:?}) between reads, not counting the time the test's own threads waited for a CPU (raw max gap {:?})",
+        "io={}: the stream stalled for {max_unexplained:?} (> {MAX_GAP:?}) between reads, not counting the time a thread on its path waited for a CPU (raw max gap {:?})",
         io.as_arg(),
         got.max_gap
     );
