@@ -187,6 +187,7 @@ modes = [m["name"] for m in meta["modes"]]
 # name: (label, better, shown in the chart)
 METRICS = {
     "tcp1_gbps": ("TCP, 1 stream", "higher", True),
+    "tcp1_retrans_per_s": ("TCP, 1 stream: retransmits", "lower", True),
     "tcp4_gbps": ("TCP, 4 streams", "higher", True),
     "udp64_kpps": ("UDP 64 B: delivered", "higher", True),
     "udp64_loss_pct": ("UDP 64 B: loss at max rate", "lower", True),
