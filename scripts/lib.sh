@@ -286,7 +286,7 @@ ping_check() {
 # node I's pod to node J's pod over IPv4; prints "-" when no reply came back.
 ping_rtt() {
     local i=$1 j=$2 count=${3:-20} out avg
-    out=$(in_node "$i" timeout 15 ping -4 -n -q -c "$count" -i 0.05 -W 1 \
+    out=$(in_node "$i" timeout --foreground 15 ping -4 -n -q -c "$count" -i 0.05 -W 1 \
         -I "$(pod4 "$i")" "$(pod4 "$j")" 2>/dev/null) || true
     avg=$(sed -n 's|^rtt [^=]*= [0-9.]*/\([0-9.]*\)/.*|\1|p' <<<"$out")
     echo "${avg:--}"
@@ -304,8 +304,9 @@ iperf_gbps() {
         in_node "$j" ss -Htln "sport = :5201" 2>/dev/null | grep -q . && break
         sleep 0.1
     done
-    out=$(in_node "$i" timeout $((secs + 15)) iperf3 -c "$(pod4 "$j")" -B "$(pod4 "$i")" \
-        -t "$secs" -f g --connect-timeout 3000 2>&1) || true
+    # --foreground: keep the client in our process group, so that Ctrl-C reaches it.
+    out=$(in_node "$i" timeout --foreground $((secs + 15)) iperf3 -c "$(pod4 "$j")" \
+        -B "$(pod4 "$i")" -t "$secs" -f g --connect-timeout 3000 2>&1) || true
     wait_pid "$spid" 2 || true
     rate=$(awk '/receiver$/ { for (k = 1; k < NF; k++) if ($(k + 1) == "Gbits/sec") print $k }' \
         <<<"$out" | tail -n 1)
