@@ -7,13 +7,11 @@
 //! [`MIN_CHANGES_PER_SEC`] changes per second to unrelated prefixes (table and kernel routes).
 //! Needs root (runs for real in CI).
 //!
-//! On a shared 2-core machine other processes alone make the stream pause for 100-400 ms now
-//! and then, with or without churn. So the gap criterion is checked on what is left of each
-//! gap once the time that a thread on the stream's path (the test's sender and receiver, the
-//! datapath threads) spent runnable without a CPU is taken out (from the scheduler's own
-//! per-thread accounting, /proc/self/task/TID/schedstat, sampled every 2 ms); the raw
-//! maximum is printed beside it, and the two are equal when the machine is not overloaded.
-//! The control thread's waits are not taken out, and its CPU share is printed.
+//! The gap criterion is checked on the raw gaps between reads. On a machine that other work
+//! keeps busy a gap can exceed it without tundra's doing, so every gap over 20 ms is printed
+//! with the time the threads on the stream's path (the test's sender and receiver, the datapath
+//! threads) spent runnable without a CPU (the scheduler's own per-thread accounting,
+//! /proc/self/task/TID/schedstat, sampled every 2 ms), and the control thread's CPU share.
 
 mod common;
 mod inproc;
@@ -448,11 +446,12 @@ fn tcp_stream_under_route_churn(io: Io) {
             .collect::<std::collections::BTreeSet<_>>(),
         "kernel routes follow the table after the churn"
     );
-    // The criterion, on the stalls the datapath can be blamed for. The raw figure (above) is
-    // printed for the record; on a quiet machine the two are the same.
+    // The criterion, on the raw gaps. When it fails, the message says how much of the
+    // longest gap threads on the stream's path spent waiting for a CPU, to tell a stall tundra
+    // caused from a machine too busy to run the test.
     assert!(
-        max_unexplained <= MAX_GAP,
-        "io={}: the stream stalled for {max_unexplained:?} (> {MAX_GAP:?}) between reads, not counting the time a thread on its path waited for a CPU (raw max gap {:?})",
+        got.max_gap <= MAX_GAP,
+        "io={}: the stream stalled for {:?} (> {MAX_GAP:?}) between reads; without the time a thread on its path waited for a CPU: {max_unexplained:?}",
         io.as_arg(),
         got.max_gap
     );
