@@ -307,18 +307,11 @@ pub fn local_addr(family: Family) -> IpAddr {
 pub const REWRITTEN: usize = 12;
 
 // ---------------------------------------------------------------------------------------------
-// A mirror of the egress loop's per-batch work (`src/io/mod.rs`, `src/io/uring.rs`). The bench
-// crate cannot see tundra's private I/O module, so this copies its logic: keep it in step.
+// The egress loop's per-batch work (`src/io/uring.rs`): decide, then group by peer with the
+// same `datapath::batch` function the loop calls.
 // ---------------------------------------------------------------------------------------------
 
-/// A packet of the current egress batch that goes to a peer (as `src/io/mod.rs`).
-#[derive(Clone, Copy, Debug)]
-pub struct Outgoing {
-    pub peer: PeerId,
-    pub seq: u16,
-    pub slot: u16,
-    pub len: u16,
-}
+pub use datapath::batch::Outgoing;
 
 /// The socket address a peer is sent to; `map_v4` when the socket is IPv6 dual-stack.
 pub fn peer_sockaddr(addr: SocketAddr, map_v4: bool) -> SockAddr {
@@ -330,26 +323,17 @@ pub fn peer_sockaddr(addr: SocketAddr, map_v4: bool) -> SockAddr {
     }
 }
 
-/// Sorts a batch's sends into runs by peer and calls `f` once per run with the peer's socket
-/// address, converted once per run, after adding the run to the peer's counters (as
-/// `for_each_peer_run` in `src/io/mod.rs`).
+/// The egress loop's grouping (`datapath::batch::for_each_peer_run`) with the socket-address
+/// conversion `src/io/mod.rs` does once per run.
 pub fn for_each_peer_run(
     table: &Table,
     map_v4: bool,
     sends: &mut [Outgoing],
     mut f: impl FnMut(&SockAddr, &[Outgoing]),
 ) {
-    sends.sort_unstable_by_key(|o| (o.peer, o.seq));
-    let mut rest = &sends[..];
-    while let Some(first) = rest.first() {
-        let n = rest.iter().take_while(|o| o.peer == first.peer).count();
-        let (run, tail) = rest.split_at(n);
-        let peer = table.peer(first.peer);
-        let bytes = run.iter().map(|o| u64::from(o.len)).sum();
-        peer.counters.add_tx(n as u64, bytes);
-        f(&peer_sockaddr(peer.addr, map_v4), run);
-        rest = tail;
-    }
+    datapath::batch::for_each_peer_run(table, sends, |peer, run| {
+        f(&peer_sockaddr(peer.addr, map_v4), run)
+    });
 }
 
 /// One egress batch ready to be decided over and over: `size` IPv4 packets of `packet_len`

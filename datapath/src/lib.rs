@@ -9,6 +9,7 @@
 //! - [`icmp`]: ICMP / ICMPv6 error generation (unreachable, time exceeded, too big);
 //! - [`route`]: the longest-prefix-match route table and its lock-free publication;
 //! - [`tunnel`]: the per-packet decisions of both directions (encapsulate, decapsulate);
+//! - [`batch`]: an egress batch grouped into runs by peer;
 //! - [`stats`]: drop reasons and counters; [`ratelimit`]: the token bucket behind ICMP and logs.
 //!
 //! The `udp` wire format is flannel's: the UDP payload is the inner IP packet and nothing else,
@@ -16,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod icmp;
 pub mod ratelimit;
 pub mod route;

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use datapath::batch::Outgoing;
 use datapath::{Counters, DropReason, LocalCounters, PeerId, SharedTable, Table};
 use socket2::SockAddr;
 
@@ -66,36 +67,17 @@ impl Ctx {
     }
 }
 
-/// A packet of the current egress batch that goes to a peer.
-#[derive(Clone, Copy)]
-struct Outgoing {
-    peer: PeerId,
-    /// Position in the batch: sorting by `(peer, seq)` groups by peer and keeps each peer's
-    /// packets in the order they were read, without a stable sort's allocation.
-    seq: u16,
-    slot: u16,
-    len: u16,
-}
-
-/// Sorts a batch's sends into runs by peer, counts each run on its peer, and calls `f` once per
-/// run with the peer's socket address (converted once per run, not per packet).
+/// Groups a batch's sends into runs by peer (counted on the peer) and calls `f` once per run
+/// with the peer's socket address, converted once per run, not per packet.
 fn for_each_peer_run(
     ctx: &Ctx,
     table: &Table,
     sends: &mut [Outgoing],
     mut f: impl FnMut(&SockAddr, &[Outgoing]),
 ) {
-    sends.sort_unstable_by_key(|o| (o.peer, o.seq));
-    let mut rest = &sends[..];
-    while let Some(first) = rest.first() {
-        let n = rest.iter().take_while(|o| o.peer == first.peer).count();
-        let (run, tail) = rest.split_at(n);
-        let peer = table.peer(first.peer);
-        let bytes = run.iter().map(|o| u64::from(o.len)).sum();
-        peer.counters.add_tx(n as u64, bytes);
-        f(&ctx.peer_sockaddr(peer.addr), run);
-        rest = tail;
-    }
+    datapath::batch::for_each_peer_run(table, sends, |peer, run| {
+        f(&ctx.peer_sockaddr(peer.addr), run)
+    });
 }
 
 /// Per-peer receive counts of one ingress batch, added to the peers' counters once per batch.
