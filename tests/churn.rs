@@ -64,24 +64,6 @@ const POOL: usize = 1024;
 const TXN_CHANGES: usize = 10;
 const RATE_PER_THREAD: f64 = 1_500.0;
 
-/// A deterministic pseudo-random byte stream (xorshift64*), the same on both ends.
-struct Stream(u64);
-
-impl Stream {
-    fn new() -> Stream {
-        Stream(0x9e37_79b9_7f4a_7c15)
-    }
-    /// Fills `buf` (a multiple of 8 bytes) with the next bytes of the stream.
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_exact_mut(8) {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            chunk.copy_from_slice(&self.0.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-        }
-    }
-}
-
 /// What the receiver saw: length, hash, and every gap between reads above 20 ms.
 struct Received {
     bytes: u64,

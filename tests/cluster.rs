@@ -172,24 +172,6 @@ const TRANSFER_BYTES: u64 = 256 << 20;
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
 const TCP_PORT: u16 = 5201;
 
-/// A deterministic pseudo-random byte stream (xorshift64*), the same on both ends.
-struct Stream(u64);
-
-impl Stream {
-    fn new() -> Stream {
-        Stream(0x9e37_79b9_7f4a_7c15)
-    }
-    /// Fills `buf` (a multiple of 8 bytes) with the next bytes of the stream.
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_exact_mut(8) {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            chunk.copy_from_slice(&self.0.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-        }
-    }
-}
-
 /// SipHash-1-3 with fixed keys, fed in whatever pieces the bytes come in (split-invariant).
 fn hasher() -> std::collections::hash_map::DefaultHasher {
     std::collections::hash_map::DefaultHasher::new()

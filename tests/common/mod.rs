@@ -1062,3 +1062,24 @@ pub fn link_mtu(ns: &str, dev: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("no mtu in {out}"))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Test data.
+
+/// A deterministic pseudo-random byte stream (xorshift64*), the same on both ends.
+pub struct Stream(u64);
+
+impl Stream {
+    pub fn new() -> Stream {
+        Stream(0x9e37_79b9_7f4a_7c15)
+    }
+    /// Fills `buf` (a multiple of 8 bytes) with the next bytes of the stream.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_exact_mut(8) {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            chunk.copy_from_slice(&self.0.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+        }
+    }
+}
