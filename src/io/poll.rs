@@ -51,10 +51,8 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        tracing::debug!("TUN read failed: {e}");
-                        break;
-                    }
+                    // The device is gone (EBADFD) or broken: the dataplane stops with it.
+                    Err(e) => return Err(super::uring::tun_error(e)),
                 }
             }
             if n == 0 {

@@ -100,11 +100,10 @@ impl EgressLoop {
                         self.ready.push((c.slot, c.result as usize));
                         continue;
                     }
-                    if c.result < 0 && c.result != -libc::EAGAIN && c.result != -libc::EINTR {
-                        tracing::debug!(
-                            "TUN read failed: {}",
-                            io::Error::from_raw_os_error(-c.result)
-                        );
+                    if c.result < 0 && ![-libc::EAGAIN, -libc::EINTR].contains(&c.result) {
+                        // The device is gone (EBADFD) or broken: end the thread, so the
+                        // dataplane stops with this error instead of re-arming failing reads.
+                        return Err(tun_error(io::Error::from_raw_os_error(-c.result)));
                     }
                 }
                 Op::Send => {
@@ -173,6 +172,11 @@ impl EgressLoop {
         });
         res
     }
+}
+
+/// A TUN read error, saying where it came from.
+pub(super) fn tun_error(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("reading the TUN device: {e}"))
 }
 
 /// Peers → TUN, until the stop flag is set.

@@ -850,6 +850,26 @@ impl Cluster {
         }
     }
 
+    /// Waits until node `i`'s tundra exits on its own; `None` if it still runs after
+    /// `timeout` (it is left running, for `stop` or the drop to end).
+    pub fn wait_exit(&mut self, i: u8, timeout: Duration) -> Option<ExitStatus> {
+        let t = self.tundra_mut(i);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = t.exited {
+                return Some(status);
+            }
+            if let Ok(Some(status)) = t.child.try_wait() {
+                t.exited = Some(status);
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERMs node `i`'s tundra and waits for it (SIGKILL after [`STOP_TIMEOUT`]).
     pub fn stop(&mut self, i: u8) -> Exit {
         let t = self.tundra_mut(i);
