@@ -13,7 +13,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use datapath::{Egress, Encapsulator, PeerId, SharedTable, Table};
+use datapath::{Egress, Encapsulator, SharedTable, Table};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use socket2::SockAddr;
 
