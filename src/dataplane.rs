@@ -533,7 +533,7 @@ fn tunnel_mtu(config: &Config) -> u16 {
     let overhead = if config
         .peers
         .iter()
-        .any(|r| r.peer.is_ipv6() && !is_v4_mapped(r.peer))
+        .any(|r| datapath::route::canonical_addr(r.peer).is_ipv6())
     {
         OVERHEAD_V6
     } else {
@@ -550,11 +550,4 @@ fn tunnel_mtu(config: &Config) -> u16 {
         None => DEFAULT_UNDERLAY_MTU,
     };
     u16::try_from(underlay.saturating_sub(overhead)).unwrap_or(u16::MAX)
-}
-
-fn is_v4_mapped(addr: SocketAddr) -> bool {
-    match addr {
-        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().is_some(),
-        SocketAddr::V4(_) => false,
-    }
 }

@@ -146,6 +146,7 @@ struct Half {
 
 /// A copy of one peer's [`PeerCounters`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PeerTotals {
     pub tx_packets: u64,
     pub tx_bytes: u64,

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use datapath::DropReason;
+use datapath::{DropReason, PeerTotals};
 
 use super::{Controller, Stats};
 
@@ -188,7 +188,7 @@ pub fn render(stats: &Stats, failed_threads: usize) -> String {
         "Packets dropped, by reason.",
         &drops,
     );
-    let per_peer = |f: fn(&super::PeerTotalsSer) -> u64| -> Vec<(String, u64)> {
+    let per_peer = |f: fn(&PeerTotals) -> u64| -> Vec<(String, u64)> {
         stats
             .peers
             .iter()
@@ -262,7 +262,7 @@ mod tests {
 
     use super::*;
     use crate::config::IoMode;
-    use crate::control::{PeerInfo, PeerTotalsSer};
+    use crate::control::PeerInfo;
 
     #[test]
     fn exposition() {
@@ -279,7 +279,7 @@ mod tests {
             peers: vec![PeerInfo {
                 addr: "[fd18::2]:8285".parse().unwrap(),
                 prefixes: vec!["fd19:0:0:2::/64".parse().unwrap()],
-                totals: PeerTotalsSer {
+                totals: PeerTotals {
                     tx_packets: 7,
                     tx_bytes: 700,
                     rx_packets: 0,

@@ -81,27 +81,7 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     pub prefixes: Vec<IpNet>,
     #[serde(flatten)]
-    pub totals: PeerTotalsSer,
-}
-
-/// [`PeerTotals`] in a serialisable form.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PeerTotalsSer {
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-}
-
-impl From<PeerTotals> for PeerTotalsSer {
-    fn from(t: PeerTotals) -> Self {
-        PeerTotalsSer {
-            tx_packets: t.tx_packets,
-            tx_bytes: t.tx_bytes,
-            rx_packets: t.rx_packets,
-            rx_bytes: t.rx_bytes,
-        }
-    }
+    pub totals: PeerTotals,
 }
 
 /// Counters of the whole dataplane and of each peer.
@@ -276,7 +256,7 @@ fn peers_of(table: &Table) -> Vec<PeerInfo> {
             PeerInfo {
                 addr: p.addr,
                 prefixes,
-                totals: p.counters.snapshot().into(),
+                totals: p.counters.snapshot(),
             }
         })
         .collect();

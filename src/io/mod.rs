@@ -8,6 +8,7 @@
 pub mod poll;
 pub mod uring;
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,6 +28,12 @@ pub const SLOT_SIZE: usize = 65536;
 const ICMP_PER_SEC: u32 = 100;
 /// How long a loop sleeps at most before it looks at the stop flag again.
 const TICK: Duration = Duration::from_millis(100);
+
+/// A TUN read error, saying where it came from. Any but EAGAIN/EINTR ends the egress thread:
+/// the device is gone (EBADFD) or broken, and re-trying would spin.
+fn tun_error(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("reading the TUN device: {e}"))
+}
 
 /// What a datapath thread needs; cloned into each.
 #[derive(Clone)]

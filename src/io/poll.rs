@@ -52,7 +52,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     // The device is gone (EBADFD) or broken: the dataplane stops with it.
-                    Err(e) => return Err(super::uring::tun_error(e)),
+                    Err(e) => return Err(super::tun_error(e)),
                 }
             }
             if n == 0 {

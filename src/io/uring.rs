@@ -103,7 +103,7 @@ impl EgressLoop {
                     if c.result < 0 && ![-libc::EAGAIN, -libc::EINTR].contains(&c.result) {
                         // The device is gone (EBADFD) or broken: end the thread, so the
                         // dataplane stops with this error instead of re-arming failing reads.
-                        return Err(tun_error(io::Error::from_raw_os_error(-c.result)));
+                        return Err(super::tun_error(io::Error::from_raw_os_error(-c.result)));
                     }
                 }
                 Op::Send => {
@@ -174,11 +174,6 @@ impl EgressLoop {
     }
 }
 
-/// A TUN read error, saying where it came from.
-pub(super) fn tun_error(e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("reading the TUN device: {e}"))
-}
-
 /// Peers → TUN, until the stop flag is set.
 ///
 /// Keeps up to [`BATCH`] receives in flight; each round checks every received datagram, queues
@@ -229,8 +224,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
                             }
                             Ingress::Drop(reason) => local.drop(reason),
                         }
-                    } else if c.result < 0 && c.result != -libc::EAGAIN && c.result != -libc::EINTR
-                    {
+                    } else if c.result != -libc::EAGAIN && c.result != -libc::EINTR {
                         tracing::debug!(
                             "UDP receive failed: {}",
                             io::Error::from_raw_os_error(-c.result)
