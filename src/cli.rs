@@ -29,6 +29,9 @@ Flags of `tundra run` (see `tundra run --help` for details):
   --encap udp                 encapsulation format [default: udp]
   --mtu N                     TUN MTU [default: underlay MTU - 28 (IPv4) or 48 (IPv6)]
   --io auto|uring|poll        I/O engine [default: auto]
+  --offload auto|on|off       TUN and UDP segmentation offloads [default: auto]
+  --tun-queue-len N           TUN transmit queue length in packets [default: chosen by tundra]
+  --socket-buffer BYTES       UDP send/receive buffer size, e.g. 4M [default: chosen by tundra]
   --no-configure              do not set the TUN's MTU, addresses and routes
   --control PATH|none         control socket [default: /run/tundra/tundra.sock]
   --metrics [ADDR:]PORT       Prometheus metrics on http://ADDR:PORT/metrics [default: none]
@@ -53,6 +56,9 @@ Config file (--config), TOML, every key optional, unknown keys are an error:
   encap = \"udp\"
   mtu = 1400
   io = \"auto\"
+  offload = \"auto\"
+  tun_queue_len = 1000
+  socket_buffer = \"4M\"               # or bytes: 4194304
   configure = true
   control = \"/run/tundra/tundra.sock\"   # or \"none\"
   metrics = \"127.0.0.1:9100\"
@@ -77,6 +83,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start: the size of `RunArgs` (all its flags as strings) does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the dataplane until SIGINT or SIGTERM
@@ -256,6 +264,32 @@ pub struct RunArgs {
     #[arg(long, value_name = "auto|uring|poll", verbatim_doc_comment)]
     pub io: Option<String>,
 
+    /// TUN and UDP offloads: auto, on or off [default: auto]
+    ///
+    /// Several packets per TUN read/write and per UDP send/receive: virtio-net
+    /// header TSO/USO on the TUN device, UDP GSO/GRO on the socket.
+    /// auto: use the offloads the kernel grants; on: refuse to start if it
+    /// grants none; off: one packet per TUN read/write and per datagram.
+    /// Default: auto.   Example: --offload off
+    #[arg(long, value_name = "auto|on|off", verbatim_doc_comment)]
+    pub offload: Option<String>,
+
+    /// TUN transmit queue length in packets [default: chosen by tundra]
+    ///
+    /// 1 to 100000 packets: what `ip link set dev NAME txqueuelen N` sets.
+    /// Default: chosen by tundra.   Example: --tun-queue-len 1000
+    #[arg(long, value_name = "N", verbatim_doc_comment)]
+    pub tun_queue_len: Option<String>,
+
+    /// UDP socket send and receive buffer size [default: chosen by tundra]
+    ///
+    /// Bytes, or KiB or MiB with the suffix K or M (4M = 4194304 bytes);
+    /// 64K to 1024M (1 GiB). The kernel may cap it (net.core.rmem_max and
+    /// wmem_max) unless tundra runs as root.
+    /// Default: chosen by tundra.   Example: --socket-buffer 4M
+    #[arg(long, value_name = "BYTES", verbatim_doc_comment)]
+    pub socket_buffer: Option<String>,
+
     /// Do not configure the TUN device's MTU, addresses and routes
     ///
     /// Use the TUN device as it is, leaving its MTU, addresses, routes and
@@ -288,8 +322,8 @@ pub struct RunArgs {
     /// Read settings from a TOML file; flags override it
     ///
     /// Keys: tun, listen, local_subnets (array), peers (array of
-    /// "CIDR=ADDR:PORT" strings), encap, mtu, io, configure (bool), control,
-    /// metrics; see the
+    /// "CIDR=ADDR:PORT" strings), encap, mtu, io, offload, tun_queue_len,
+    /// socket_buffer, configure (bool), control, metrics; see the
     /// example below. A flag given on the command line overrides the file's
     /// key; a repeated flag replaces the file's whole list.
     /// No default.   Example: --config /etc/tundra.toml
@@ -307,6 +341,9 @@ impl From<RunArgs> for Flags {
             encap: args.encap,
             mtu: args.mtu,
             io: args.io,
+            offload: args.offload,
+            tun_queue_len: args.tun_queue_len,
+            socket_buffer: args.socket_buffer,
             no_configure: args.no_configure,
             config: args.config,
             control: args.control,

@@ -17,6 +17,9 @@
 //! encap = "udp"                   # --encap
 //! mtu = 1472                      # --mtu (omit: the underlay MTU less the overhead)
 //! io = "auto"                     # --io
+//! offload = "auto"                # --offload
+//! tun_queue_len = 1000            # --tun-queue-len (omit: tundra's default)
+//! socket_buffer = "4M"            # --socket-buffer (or bytes: 4194304; omit: tundra's default)
 //! configure = true                # false: --no-configure
 //! control = "/run/tundra/tundra.sock" # --control ("none": no control socket)
 //! metrics = "127.0.0.1:9100"      # --metrics (omit: no metrics endpoint)
@@ -31,7 +34,8 @@
 //! non-canonical CIDRs (host bits set), no local subnet, overlapping local subnets, peer
 //! subnets that overlap a local subnet or are routed twice, an MTU outside 576..=65535 (1280
 //! minimum when any subnet is IPv6), a TUN name the kernel would refuse, a peer address that is
-//! not unicast or has port 0, and a peer address family the listen socket cannot reach.
+//! not unicast or has port 0, a peer address family the listen socket cannot reach, a TUN queue
+//! length outside 1..=100000 and a socket buffer size outside 64K..=1024M (1 GiB).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -66,6 +70,15 @@ pub const MIN_MTU: u16 = 576;
 
 /// Smallest MTU accepted when any overlay subnet is IPv6 (the IPv6 minimum link MTU).
 pub const MIN_MTU_IPV6: u16 = 1280;
+
+/// Largest TUN transmit queue length accepted, in packets (the smallest is 1).
+pub const MAX_TUN_QUEUE_LEN: u32 = 100_000;
+
+/// Smallest UDP socket buffer size accepted, in bytes (64 KiB).
+pub const MIN_SOCKET_BUFFER: usize = 64 << 10;
+
+/// Largest UDP socket buffer size accepted, in bytes (1 GiB).
+pub const MAX_SOCKET_BUFFER: usize = 1 << 30;
 
 /// Encapsulation format. `udp`: the UDP payload is the inner IP packet (flannel's format).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -129,6 +142,43 @@ impl fmt::Display for IoMode {
     }
 }
 
+/// Whether the TUN device and the UDP socket carry several packets per read, write or
+/// datagram: virtio-net header TSO/USO on the TUN, UDP GSO/GRO on the socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Offload {
+    /// Use whichever of those offloads the kernel grants (possibly none).
+    #[default]
+    Auto,
+    /// Use them; fail to start, with an error saying so, if the kernel grants none.
+    On,
+    /// One packet per TUN read or write and per datagram (tundra's behaviour before offloads).
+    Off,
+}
+
+impl FromStr for Offload {
+    type Err = Problem;
+
+    fn from_str(s: &str) -> Result<Self, Problem> {
+        match s {
+            "auto" => Ok(Offload::Auto),
+            "on" => Ok(Offload::On),
+            "off" => Ok(Offload::Off),
+            _ => Err(Problem::UnknownOffload),
+        }
+    }
+}
+
+impl fmt::Display for Offload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Offload::Auto => "auto",
+            Offload::On => "on",
+            Offload::Off => "off",
+        })
+    }
+}
+
 /// A complete, validated configuration of one dataplane.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -144,6 +194,12 @@ pub struct Config {
     /// MTU of the TUN device; `None`: the underlay MTU less the encapsulation overhead.
     pub mtu: Option<u16>,
     pub io: IoMode,
+    pub offload: Offload,
+    /// Transmit queue length of the TUN device in packets (`ip link set dev X txqueuelen N`);
+    /// `None`: the dataplane's default.
+    pub tun_queue_len: Option<u32>,
+    /// Send and receive buffer size of the UDP socket in bytes; `None`: the dataplane's default.
+    pub socket_buffer: Option<usize>,
     /// Whether tundra sets up the TUN's MTU, addresses and routes (`--no-configure`: false).
     pub configure: bool,
     /// Path of the control socket; `None`: no control socket.
@@ -163,6 +219,9 @@ pub struct Flags {
     pub encap: Option<String>,
     pub mtu: Option<String>,
     pub io: Option<String>,
+    pub offload: Option<String>,
+    pub tun_queue_len: Option<String>,
+    pub socket_buffer: Option<String>,
     pub no_configure: bool,
     /// `--config FILE`.
     pub config: Option<PathBuf>,
@@ -275,6 +334,14 @@ pub enum Problem {
     InvalidNumber,
     #[error("MTU out of range (allowed {min}..=65535{why})", why = if *.min == MIN_MTU_IPV6 { ", 1280 minimum because an IPv6 subnet is configured" } else { "" })]
     MtuOutOfRange { min: u16 },
+    #[error("invalid number (expected a queue length in packets, e.g. 1000)")]
+    InvalidQueueLen,
+    #[error("TUN queue length out of range (allowed 1..={MAX_TUN_QUEUE_LEN} packets)")]
+    QueueLenOutOfRange,
+    #[error("invalid size (expected bytes, or a number with suffix K or M, e.g. 4194304 or 4M)")]
+    InvalidSize,
+    #[error("socket buffer size out of range (allowed 64K..=1024M, i.e. {MIN_SOCKET_BUFFER}..={MAX_SOCKET_BUFFER} bytes)")]
+    SocketBufferOutOfRange,
     #[error("TUN name must be 1 to 15 bytes long")]
     TunNameLength,
     #[error("TUN name must not contain {0:?}")]
@@ -285,6 +352,8 @@ pub enum Problem {
     UnknownEncap,
     #[error("unknown I/O engine (expected auto, uring or poll)")]
     UnknownIo,
+    #[error("unknown offload setting (expected auto, on or off)")]
+    UnknownOffload,
     #[error("overlaps local subnet {0}")]
     OverlapsLocal(IpNet),
     #[error("subnet {prefix} is already routed to {peer}")]
@@ -329,9 +398,38 @@ struct FileKeys {
     encap: Option<Spanned<String>>,
     mtu: Option<Spanned<i64>>,
     io: Option<Spanned<String>>,
+    offload: Option<Spanned<String>>,
+    tun_queue_len: Option<Spanned<i64>>,
+    socket_buffer: Option<Spanned<Size>>,
     configure: Option<bool>,
     control: Option<Spanned<String>>,
     metrics: Option<Spanned<String>>,
+}
+
+/// A size in the config file: an integer (bytes) or a string with the flag's syntax (`"4M"`).
+#[derive(Debug)]
+struct Size(String);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Size, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size in bytes, e.g. 4194304 or \"4M\"")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Size, E> {
+                Ok(Size(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Size, E> {
+                Ok(Size(v.to_string()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Size, E> {
+                Ok(Size(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// One raw setting and where it came from.
@@ -367,11 +465,16 @@ impl File<'_> {
     }
 
     fn raw(&self, key: &'static str, value: &Spanned<String>) -> Raw {
+        self.raw_text(key, value.get_ref().clone(), value.span().start)
+    }
+
+    /// A key's value that is not a string, as text (`offset`: where it starts in the file).
+    fn raw_text(&self, key: &'static str, text: String, offset: usize) -> Raw {
         Raw {
-            text: value.get_ref().clone(),
+            text,
             origin: Origin::File {
                 path: self.path.to_owned(),
-                line: self.line(value.span().start),
+                line: self.line(offset),
                 key,
             },
         }
@@ -542,23 +645,58 @@ impl Config {
             .chain(peers.iter().map(|r| &r.prefix))
             .any(|n| matches!(n, IpNet::V6(_)));
         let min_mtu = if any_ipv6 { MIN_MTU_IPV6 } else { MIN_MTU };
-        let mtu_raw = match (&flags.mtu, &file, keys.and_then(|k| k.mtu.as_ref())) {
-            (Some(text), _, _) => Some(Raw {
-                text: text.clone(),
-                origin: Origin::Flag("--mtu"),
-            }),
-            (None, Some(file), Some(value)) => Some(Raw {
-                text: value.get_ref().to_string(),
-                origin: Origin::File {
-                    path: file.path.to_owned(),
-                    line: file.line(value.span().start),
-                    key: "mtu",
-                },
-            }),
-            _ => None,
+        // Chooses the flag if given, else the file's non-string key as text, else nothing.
+        let pick_text = |flag: &Option<String>,
+                         name: &'static str,
+                         key: &'static str,
+                         value: Option<(String, usize)>| {
+            match (flag, &file, value) {
+                (Some(text), _, _) => Some(Raw {
+                    text: text.clone(),
+                    origin: Origin::Flag(name),
+                }),
+                (None, Some(file), Some((text, offset))) => Some(file.raw_text(key, text, offset)),
+                _ => None,
+            }
         };
-        let mtu = match mtu_raw {
+        let mtu = match pick_text(
+            &flags.mtu,
+            "--mtu",
+            "mtu",
+            keys.and_then(|k| k.mtu.as_ref())
+                .map(|v| (v.get_ref().to_string(), v.span().start)),
+        ) {
             Some(raw) => Some(raw.parse(|s| parse_mtu(s, min_mtu))?),
+            None => None,
+        };
+
+        let offload = match pick(
+            &flags.offload,
+            "--offload",
+            "offload",
+            keys.and_then(|k| k.offload.as_ref()),
+        ) {
+            Some(raw) => raw.parse(str::parse)?,
+            None => Offload::default(),
+        };
+        let tun_queue_len = match pick_text(
+            &flags.tun_queue_len,
+            "--tun-queue-len",
+            "tun_queue_len",
+            keys.and_then(|k| k.tun_queue_len.as_ref())
+                .map(|v| (v.get_ref().to_string(), v.span().start)),
+        ) {
+            Some(raw) => Some(raw.parse(parse_tun_queue_len)?),
+            None => None,
+        };
+        let socket_buffer = match pick_text(
+            &flags.socket_buffer,
+            "--socket-buffer",
+            "socket_buffer",
+            keys.and_then(|k| k.socket_buffer.as_ref())
+                .map(|v| (v.get_ref().0.clone(), v.span().start)),
+        ) {
+            Some(raw) => Some(raw.parse(parse_socket_buffer)?),
             None => None,
         };
 
@@ -591,6 +729,9 @@ impl Config {
             encap,
             mtu,
             io,
+            offload,
+            tun_queue_len,
+            socket_buffer,
             configure,
             control,
             metrics,
@@ -820,6 +961,50 @@ pub fn parse_mtu(s: &str, min: u16) -> Result<u16, Problem> {
     match u16::try_from(mtu) {
         Ok(mtu) if mtu >= min => Ok(mtu),
         _ => Err(Problem::MtuOutOfRange { min }),
+    }
+}
+
+/// Parses a TUN transmit queue length in packets and checks it lies in
+/// `1..=`[`MAX_TUN_QUEUE_LEN`].
+///
+/// # Errors
+/// Not a number, or out of range.
+pub fn parse_tun_queue_len(s: &str) -> Result<u32, Problem> {
+    let len: i64 = s.parse().map_err(|_| Problem::InvalidQueueLen)?;
+    match u32::try_from(len) {
+        Ok(len) if (1..=MAX_TUN_QUEUE_LEN).contains(&len) => Ok(len),
+        _ => Err(Problem::QueueLenOutOfRange),
+    }
+}
+
+/// Parses a socket buffer size: bytes (`4194304`), or KiB or MiB with the suffix `K` or `M`
+/// (`4096K`, `4M`), and checks it lies in [`MIN_SOCKET_BUFFER`]`..=`[`MAX_SOCKET_BUFFER`].
+///
+/// # Errors
+/// Not a number with an optional `K` or `M`, or out of range (negative numbers too).
+pub fn parse_socket_buffer(s: &str) -> Result<usize, Problem> {
+    let (number, unit) = if let Some(n) = s.strip_suffix('K') {
+        (n, 1 << 10)
+    } else if let Some(n) = s.strip_suffix('M') {
+        (n, 1 << 20)
+    } else {
+        (s, 1)
+    };
+    let digits = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    if !digits(number) {
+        return Err(match number.strip_prefix('-') {
+            Some(n) if digits(n) => Problem::SocketBufferOutOfRange,
+            _ => Problem::InvalidSize,
+        });
+    }
+    // Only digits: parsing fails on overflow alone, which is out of range too.
+    let bytes = number
+        .parse::<u64>()
+        .unwrap_or(u64::MAX)
+        .saturating_mul(unit);
+    match usize::try_from(bytes) {
+        Ok(bytes) if (MIN_SOCKET_BUFFER..=MAX_SOCKET_BUFFER).contains(&bytes) => Ok(bytes),
+        _ => Err(Problem::SocketBufferOutOfRange),
     }
 }
 
@@ -1090,6 +1275,67 @@ mod tests {
     }
 
     #[test]
+    fn offload() {
+        for o in [Offload::Auto, Offload::On, Offload::Off] {
+            assert_eq!(o.to_string().parse(), Ok(o));
+        }
+        assert_eq!("ON".parse::<Offload>(), Err(Problem::UnknownOffload));
+        assert_eq!("".parse::<Offload>(), Err(Problem::UnknownOffload));
+    }
+
+    #[test]
+    fn tun_queue_len() {
+        assert_eq!(parse_tun_queue_len("1"), Ok(1));
+        assert_eq!(parse_tun_queue_len("100000"), Ok(100_000));
+        for bad in ["0", "100001", "-1", "4294967296"] {
+            assert_eq!(
+                parse_tun_queue_len(bad),
+                Err(Problem::QueueLenOutOfRange),
+                "{bad}"
+            );
+        }
+        for bad in ["", "1k", "1.5", "ten"] {
+            assert_eq!(
+                parse_tun_queue_len(bad),
+                Err(Problem::InvalidQueueLen),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn socket_buffer() {
+        assert_eq!(parse_socket_buffer("65536"), Ok(MIN_SOCKET_BUFFER));
+        assert_eq!(parse_socket_buffer("64K"), Ok(MIN_SOCKET_BUFFER));
+        assert_eq!(parse_socket_buffer("4M"), Ok(4_194_304));
+        assert_eq!(parse_socket_buffer("4096K"), Ok(4_194_304));
+        assert_eq!(parse_socket_buffer("1024M"), Ok(MAX_SOCKET_BUFFER));
+        assert_eq!(parse_socket_buffer("1073741824"), Ok(MAX_SOCKET_BUFFER));
+        for bad in [
+            "65535",
+            "63K",
+            "0",
+            "0M",
+            "1025M",
+            "1073741825",
+            "-1",
+            "-4M",
+            "99999999999999999999999M",
+        ] {
+            assert_eq!(
+                parse_socket_buffer(bad),
+                Err(Problem::SocketBufferOutOfRange),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "", "K", "4m", "4k", "4MiB", "1G", "+4M", "4 M", "4.5M", "M4",
+        ] {
+            assert_eq!(parse_socket_buffer(bad), Err(Problem::InvalidSize), "{bad}");
+        }
+    }
+
+    #[test]
     fn defaults() {
         let config = Config::from_file_and_flags(None, &flags(&["10.1.0.0/16"], &[])).unwrap();
         assert_eq!(
@@ -1102,6 +1348,9 @@ mod tests {
                 encap: Encap::Udp,
                 mtu: None,
                 io: IoMode::Auto,
+                offload: Offload::Auto,
+                tun_queue_len: None,
+                socket_buffer: None,
                 configure: true,
                 control: Some(PathBuf::from(DEFAULT_CONTROL)),
                 metrics: None,
@@ -1124,6 +1373,9 @@ mod tests {
             encap: Some("udp".into()),
             mtu: Some("1400".into()),
             io: Some("poll".into()),
+            offload: Some("off".into()),
+            tun_queue_len: Some("1000".into()),
+            socket_buffer: Some("4M".into()),
             no_configure: true,
             config: None,
             control: Some("/tmp/t.sock".into()),
@@ -1140,6 +1392,9 @@ mod tests {
         assert_eq!(config.peers[2].peer, "[2001:db8::2]:9000".parse().unwrap());
         assert_eq!(config.mtu, Some(1400));
         assert_eq!(config.io, IoMode::Poll);
+        assert_eq!(config.offload, Offload::Off);
+        assert_eq!(config.tun_queue_len, Some(1000));
+        assert_eq!(config.socket_buffer, Some(4 << 20));
         assert!(!config.configure);
         assert_eq!(config.control, Some(PathBuf::from("/tmp/t.sock")));
         assert_eq!(config.metrics, Some("127.0.0.1:9100".parse().unwrap()));
@@ -1285,6 +1540,26 @@ mod tests {
             &["--io epoll:", "auto, uring or poll"],
         );
         assert_contains(
+            &base(|f| f.offload = Some("yes".into())),
+            &["--offload yes:", "auto, on or off"],
+        );
+        assert_contains(
+            &base(|f| f.tun_queue_len = Some("0".into())),
+            &["--tun-queue-len 0:", "1..=100000"],
+        );
+        assert_contains(
+            &base(|f| f.tun_queue_len = Some("lots".into())),
+            &["--tun-queue-len lots:", "invalid number"],
+        );
+        assert_contains(
+            &base(|f| f.socket_buffer = Some("32K".into())),
+            &["--socket-buffer 32K:", "64K..=1024M"],
+        );
+        assert_contains(
+            &base(|f| f.socket_buffer = Some("4G".into())),
+            &["--socket-buffer 4G:", "suffix K or M"],
+        );
+        assert_contains(
             &base(|f| f.mtu = Some("100".into())),
             &["--mtu 100:", "576..=65535"],
         );
@@ -1354,6 +1629,9 @@ peers = [
 encap = "udp"
 mtu = 1400
 io = "uring"
+offload = "on"
+tun_queue_len = 500
+socket_buffer = 1048576
 configure = false
 "#;
 
@@ -1381,6 +1659,9 @@ configure = false
                 encap: Encap::Udp,
                 mtu: Some(1400),
                 io: IoMode::Uring,
+                offload: Offload::On,
+                tun_queue_len: Some(500),
+                socket_buffer: Some(1 << 20),
                 configure: false,
                 control: Some(PathBuf::from(DEFAULT_CONTROL)),
                 metrics: None,
@@ -1398,6 +1679,9 @@ configure = false
             peers: vec!["10.8.0.0/16=192.0.2.8".into()],
             mtu: Some("1300".into()),
             io: Some("poll".into()),
+            offload: Some("off".into()),
+            tun_queue_len: Some("2000".into()),
+            socket_buffer: Some("512K".into()),
             ..Flags::default()
         };
         let config =
@@ -1411,6 +1695,9 @@ configure = false
         );
         assert_eq!(config.mtu, Some(1300));
         assert_eq!(config.io, IoMode::Poll);
+        assert_eq!(config.offload, Offload::Off);
+        assert_eq!(config.tun_queue_len, Some(2000));
+        assert_eq!(config.socket_buffer, Some(512 << 10));
         assert!(!config.configure);
         // A flag replaces a bad file value without looking at it.
         let text = "local_subnets = [\"10.1.0.1/16\"]\n";
@@ -1456,6 +1743,30 @@ configure = false
         assert_contains(
             &file_error("io = \"fast\"\n", &local),
             &["line 1: io fast:", "auto, uring or poll"],
+        );
+        assert_contains(
+            &file_error("offload = \"maybe\"\n", &local),
+            &["line 1: offload maybe:", "auto, on or off"],
+        );
+        assert_contains(
+            &file_error("\ntun_queue_len = 100001\n", &local),
+            &["line 2: tun_queue_len 100001:", "1..=100000"],
+        );
+        assert_contains(
+            &file_error("tun_queue_len = \"1000\"\n", &local),
+            &["config /etc/tundra.toml line 1:", "tun_queue_len"],
+        );
+        assert_contains(
+            &file_error("socket_buffer = 1024\n", &local),
+            &["line 1: socket_buffer 1024:", "64K..=1024M"],
+        );
+        assert_contains(
+            &file_error("socket_buffer = \"2G\"\n", &local),
+            &["line 1: socket_buffer 2G:", "suffix K or M"],
+        );
+        assert_contains(
+            &file_error("socket_buffer = true\n", &local),
+            &["config /etc/tundra.toml line 1:", "socket_buffer", "4M"],
         );
         assert_contains(
             &file_error("encap = \"gre\"\n", &local),

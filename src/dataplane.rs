@@ -41,13 +41,15 @@ use datapath::{Counters, Route, SharedTable, Table, TableError};
 use ipnet::IpNet;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{self, Config, ConfigError, Encap, IoMode};
+use crate::config::{self, Config, ConfigError, Encap, IoMode, Offload};
 use crate::control::metrics::{MetricsError, MetricsListener, MetricsServer};
 use crate::control::socket::{self, ControlSocket, SocketError};
 use crate::control::{self, Controller, RouteTxn, Stats};
+pub use crate::io::Offloads;
 use crate::io::{poll, uring, Ctx};
-use crate::netdev::{self, NetConfig, NetdevError, Tun};
+use crate::netdev::{self, NetConfig, NetdevError};
 use crate::sys;
+use crate::tun::{Tun, TunOffloads};
 
 /// Outer IPv4 + UDP header bytes, and outer IPv6 + UDP.
 const OVERHEAD_V4: u32 = 20 + 8;
@@ -56,6 +58,9 @@ const OVERHEAD_V6: u32 = 40 + 8;
 const DEFAULT_UNDERLAY_MTU: u32 = 1500;
 /// UDP socket buffer size: several batches of full-size datagrams.
 const SOCKET_BUFFER: usize = 8 << 20;
+/// The TUN's transmit queue with offloads, in packets: each may be a 64 KiB super-packet, so
+/// the kernel's default of 500 would be 32 MiB of standing queue in front of tundra.
+const TUN_QUEUE_LEN: u32 = 500;
 
 /// Why the dataplane could not start, or failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +73,10 @@ pub enum Error {
     Socket { addr: SocketAddr, source: io::Error },
     #[error("io_uring cannot be set up here ({0}); use --io poll or --io auto")]
     Uring(io::Error),
+    #[error(
+        "--offload on: the kernel grants no TUN or UDP offload here; use --offload auto or off"
+    )]
+    NoOffloads,
     #[error("{thread} thread failed: {source}")]
     Thread {
         thread: &'static str,
@@ -95,6 +104,7 @@ pub struct Dataplane {
     control_socket: Option<socket::Server>,
     metrics: Option<MetricsServer>,
     io: IoMode,
+    offloads: Offloads,
     mtu: u16,
     tunnel_mtu: u16,
     _tun: Arc<Tun>,
@@ -117,7 +127,7 @@ impl Dataplane {
     pub fn start(config: &Config) -> Result<Dataplane, Error> {
         let table = Table::new(&config.local_subnets, &config.peers)?;
         let io = resolve_io(config.io)?;
-        let udp = bind(config.listen)?;
+        let udp = bind(config.listen, config.socket_buffer.unwrap_or(SOCKET_BUFFER))?;
         let control_socket = config
             .control
             .as_deref()
@@ -127,12 +137,20 @@ impl Dataplane {
 
         let tunnel_mtu = tunnel_mtu(config);
         let mtu = config.mtu.unwrap_or(tunnel_mtu);
-        let tun = Arc::new(Tun::open(&config.tun)?);
+        let tun = Arc::new(open_tun(&config.tun, config.offload)?);
+        let offloads = socket_offloads(&udp, tun.offloads(), config.offload);
+        if config.offload == Offload::On && !offloads.any() {
+            return Err(Error::NoOffloads);
+        }
         let netconfig = if config.configure {
             let peer_subnets: Vec<_> = config.peers.iter().map(|r| r.prefix).collect();
+            let queue_len = config
+                .tun_queue_len
+                .or(offloads.tun.tso.then_some(TUN_QUEUE_LEN));
             Some(netdev::configure(
                 &tun,
                 mtu,
+                queue_len,
                 &config.local_subnets,
                 &peer_subnets,
             )?)
@@ -155,11 +173,18 @@ impl Dataplane {
 
         let table = Arc::new(SharedTable::new(table));
         let counters = Arc::new(Counters::default());
-        let (controller, control_thread) =
-            control::new(config, table.clone(), counters.clone(), io, netconfig);
+        let (controller, control_thread) = control::new(
+            config,
+            table.clone(),
+            counters.clone(),
+            io,
+            offloads,
+            netconfig,
+        );
         let ctx = Ctx {
             tun: tun.clone(),
             map_v4: config.listen.is_ipv6(),
+            offloads,
             udp: Arc::new(udp),
             table,
             counters,
@@ -175,6 +200,7 @@ impl Dataplane {
             control_socket: None,
             metrics: None,
             io,
+            offloads,
             mtu,
             tunnel_mtu,
             _tun: tun,
@@ -227,6 +253,7 @@ impl Dataplane {
             tun = config.tun,
             listen = %config.listen,
             io = %io,
+            offload = %OffloadsDisplay(offloads),
             mtu,
             tunnel_mtu,
             routes = config.peers.len(),
@@ -253,6 +280,11 @@ impl Dataplane {
     /// The I/O engine in use (`Uring` or `Poll`, never `Auto`).
     pub fn io(&self) -> IoMode {
         self.io
+    }
+
+    /// The offloads in use: what the kernel granted the TUN and the UDP socket.
+    pub fn offloads(&self) -> Offloads {
+        self.offloads
     }
 
     /// The TUN device's MTU, and the largest inner packet the tunnel carries.
@@ -329,6 +361,9 @@ impl Default for Builder {
                 encap: Encap::Udp,
                 mtu: None,
                 io: IoMode::Auto,
+                offload: Offload::Auto,
+                tun_queue_len: None,
+                socket_buffer: None,
                 configure: true,
                 control: None,
                 metrics: None,
@@ -367,6 +402,24 @@ impl Builder {
     }
     pub fn io(mut self, io: IoMode) -> Self {
         self.config.io = io;
+        self
+    }
+    /// TUN and UDP offloads (see [`Offload`]); default: [`Offload::Auto`].
+    pub fn offload(mut self, offload: Offload) -> Self {
+        self.config.offload = offload;
+        self
+    }
+    /// The TUN's transmit queue length in packets (the CLI accepts
+    /// 1..=[`config::MAX_TUN_QUEUE_LEN`]); default: the dataplane's choice.
+    pub fn tun_queue_len(mut self, len: u32) -> Self {
+        self.config.tun_queue_len = Some(len);
+        self
+    }
+    /// The UDP socket's send and receive buffer size in bytes (the CLI accepts
+    /// [`config::MIN_SOCKET_BUFFER`]..=[`config::MAX_SOCKET_BUFFER`]); default: the dataplane's
+    /// choice.
+    pub fn socket_buffer(mut self, bytes: usize) -> Self {
+        self.config.socket_buffer = Some(bytes);
         self
     }
     /// `false`: leave the TUN's MTU, addresses and routes to the caller.
@@ -473,13 +526,16 @@ fn reload_routes(
     loaded: Result<Config, ConfigError>,
 ) -> Result<(Config, control::Applied), Box<dyn std::error::Error>> {
     let next = loaded?;
-    let fixed: [(&'static str, bool); 8] = [
+    let fixed: [(&'static str, bool); 11] = [
         ("tun", next.tun == running.tun),
         ("listen", next.listen == running.listen),
         ("local_subnets", next.local_subnets == running.local_subnets),
         ("encap", next.encap == running.encap),
         ("mtu", next.mtu == running.mtu),
         ("io", next.io == running.io),
+        ("offload", next.offload == running.offload),
+        ("tun_queue_len", next.tun_queue_len == running.tun_queue_len),
+        ("socket_buffer", next.socket_buffer == running.socket_buffer),
         ("configure", next.configure == running.configure),
         (
             "control",
@@ -509,7 +565,62 @@ fn resolve_io(requested: IoMode) -> Result<IoMode, Error> {
     }
 }
 
-fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
+/// Opens the TUN with offloads unless they are off; `auto` falls back to a plain TUN where
+/// the kernel refuses them.
+fn open_tun(name: &str, offload: Offload) -> Result<Tun, Error> {
+    if offload == Offload::Off {
+        return Ok(Tun::open(name, false)?);
+    }
+    match Tun::open(name, true) {
+        Err(e) if offload == Offload::Auto => {
+            tracing::warn!("TUN offloads refused ({e}); opening {name} without them");
+            Ok(Tun::open(name, false)?)
+        }
+        r => Ok(r?),
+    }
+}
+
+/// Adds the UDP offloads the socket takes to what the TUN was granted. GRO on the socket
+/// only pays when the TUN takes super-packets back; GSO pays either way.
+fn socket_offloads(udp: &UdpSocket, tun: TunOffloads, offload: Offload) -> Offloads {
+    if offload == Offload::Off {
+        return Offloads::default();
+    }
+    let udp_gso = sys::udp::probe_gso(udp.as_fd());
+    let udp_gro = tun.tso && sys::udp::enable_gro(udp.as_fd()).is_ok();
+    Offloads {
+        tun,
+        udp_gso,
+        udp_gro,
+    }
+}
+
+/// The offloads as the startup log shows them.
+struct OffloadsDisplay(Offloads);
+
+impl std::fmt::Display for OffloadsDisplay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let o = self.0;
+        let names = [
+            ("tun-tso", o.tun.tso),
+            ("tun-uso", o.tun.uso),
+            ("udp-gso", o.udp_gso),
+            ("udp-gro", o.udp_gro),
+        ];
+        let granted: Vec<&str> = names
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| *n)
+            .collect();
+        if granted.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&granted.join(","))
+        }
+    }
+}
+
+fn bind(addr: SocketAddr, buffer: usize) -> Result<UdpSocket, Error> {
     let fail = |source| Error::Socket { addr, source };
     let socket = Socket::new(
         Domain::for_address(addr),
@@ -521,7 +632,7 @@ fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
         // `[::]` carries IPv4 peers too, as IPv4-mapped addresses.
         socket.set_only_v6(false).map_err(fail)?;
     }
-    sys::udp::set_buffers(socket.as_fd(), SOCKET_BUFFER);
+    sys::udp::set_buffers(socket.as_fd(), buffer);
     sys::udp::allow_fragmentation(socket.as_fd(), addr.is_ipv6()).map_err(fail)?;
     socket.bind(&addr.into()).map_err(fail)?;
     Ok(socket.into())

@@ -4,7 +4,8 @@
 //! - [`config`]: the settings, from command-line flags or a TOML file, validated in full;
 //! - [`dataplane`]: starts the datapath threads and stops them;
 //! - `io`: the hot loops, one per direction, over io_uring or (fallback) readiness + mmsg;
-//! - [`netdev`]: the TUN device and its addresses and routes, over netlink;
+//! - [`tun`]: the TUN device and the offloads the kernel granted it;
+//! - [`netdev`]: the TUN device's MTU, addresses and routes, over netlink;
 //! - `sys`: every `unsafe` block of the crate (io_uring submissions, mmsg, socket options);
 //! - the pure packet work lives in the `datapath` crate.
 
@@ -15,6 +16,7 @@ pub mod dataplane;
 mod io;
 pub mod netdev;
 mod sys;
+pub mod tun;
 
 pub use control::{Applied, ControlError, Controller, RouteOp, RouteTxn, Stats};
 pub use datapath;

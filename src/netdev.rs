@@ -1,6 +1,7 @@
-//! The TUN device and its kernel configuration (MTU, link up, addresses, routes), over netlink.
+//! The TUN device's kernel configuration (MTU, queue length, link up, addresses, routes), over
+//! netlink.
 //!
-//! [`Tun::open`] creates (or attaches to) the device. [`configure`] gives it its MTU, brings it
+//! [`configure`] gives the device ([`crate::tun::Tun`]) its MTU, brings it
 //! up, adds the node's overlay addresses and a route to each peer subnet, and returns a
 //! [`NetConfig`] that records exactly what it changed, so that [`NetConfig::remove`] undoes
 //! exactly that and nothing else. [`NetConfig::add_route`] and [`NetConfig::del_route`] change
@@ -15,7 +16,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -32,87 +33,14 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
-use tun_rs::{DeviceBuilder, Layer, SyncDevice};
 
 use crate::sys::sockopt;
+use crate::tun::Tun;
 
 /// The smallest MTU IPv4 allows (RFC 791); the kernel refuses less.
 const MIN_MTU_V4: u16 = 68;
 /// The smallest MTU IPv6 allows (RFC 8200); below it the kernel disables IPv6 on the device.
 const MIN_MTU_V6: u16 = 1280;
-
-/// An L3 TUN device without packet-information header: each `read` returns one IP packet and
-/// each `write` takes one.
-pub struct Tun {
-    device: SyncDevice,
-    name: String,
-}
-
-impl Tun {
-    /// Creates the L3 TUN device `name`, or attaches to it if it exists (a persistent device,
-    /// or another queue of a running one), with `IFF_NO_PI` and in blocking mode. The device's
-    /// admin state is left as it was (a new device is down): [`configure`] brings it up.
-    ///
-    /// A device that this call created disappears, with its addresses and routes, when the
-    /// `Tun` is dropped.
-    ///
-    /// # Errors
-    ///
-    /// [`NetdevError::Open`] if `/dev/net/tun` cannot be opened (no `CAP_NET_ADMIN`, no TUN
-    /// driver), the name is too long (15 bytes at most) or invalid, or an existing device of
-    /// that name is not a compatible TUN device or is busy.
-    pub fn open(name: &str) -> Result<Tun, NetdevError> {
-        let error = |error| NetdevError::Open {
-            name: name.to_owned(),
-            error,
-        };
-        let device = DeviceBuilder::new()
-            .name(name)
-            .layer(Layer::L3)
-            .packet_information(false)
-            .inherit_enable_state()
-            .build_sync()
-            .map_err(error)?;
-        // The kernel may have expanded a pattern such as `tun%d`: ask it for the real name.
-        let name = device.name().map_err(error)?;
-        Ok(Tun { device, name })
-    }
-
-    /// The device's name, as the kernel reported it when it was opened.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Switches the descriptor between blocking (the default) and non-blocking mode.
-    ///
-    /// # Errors
-    ///
-    /// The `fcntl` error, if any.
-    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        self.device.set_nonblocking(on)
-    }
-}
-
-impl AsRawFd for Tun {
-    fn as_raw_fd(&self) -> RawFd {
-        self.device.as_raw_fd()
-    }
-}
-
-impl AsFd for Tun {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.device.as_fd()
-    }
-}
-
-impl fmt::Debug for Tun {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tun")
-            .field("name", &self.name)
-            .field("fd", &self.as_raw_fd())
-            .finish()
-    }
-}
 
 /// Errors of opening and configuring the TUN device. Each message names the device and the
 /// operation (and prefix or address) that failed, and ends with the kernel's reason.
@@ -167,6 +95,8 @@ pub enum LinkOp {
     Lookup,
     /// Setting the MTU.
     SetMtu(u32),
+    /// Setting the transmit queue length (packets).
+    SetQueueLen(u32),
     /// Bringing the link up (`true`) or down.
     SetUp(bool),
 }
@@ -176,6 +106,7 @@ impl fmt::Display for LinkOp {
         match self {
             LinkOp::Lookup => f.write_str("find link"),
             LinkOp::SetMtu(mtu) => write!(f, "set MTU {mtu} on"),
+            LinkOp::SetQueueLen(len) => write!(f, "set queue length {len} on"),
             LinkOp::SetUp(true) => f.write_str("bring up"),
             LinkOp::SetUp(false) => f.write_str("bring down"),
         }
@@ -234,7 +165,8 @@ impl fmt::Debug for NetConfig {
 }
 
 /// Configures the TUN device for the overlay, in this order:
-/// 1. sets its MTU to `mtu` and brings it up;
+/// 1. sets its MTU to `mtu` (and its transmit queue length to `queue_len` if given) and
+///    brings it up;
 /// 2. enables `net.ipv4.conf.<name>.accept_local`: tundra writes ICMP errors into the TUN
 ///    with the node's own overlay address as source, and without it the kernel drops them as
 ///    martians (IPv6 has no such check and needs nothing);
@@ -253,6 +185,7 @@ impl fmt::Debug for NetConfig {
 pub fn configure(
     tun: &Tun,
     mtu: u16,
+    queue_len: Option<u32>,
     local_subnets: &[IpNet],
     peer_subnets: &[IpNet],
 ) -> Result<NetConfig, NetdevError> {
@@ -299,7 +232,7 @@ pub fn configure(
             IpAddr::V4(_) => None,
         }),
     };
-    match config.apply(link, u32::from(mtu), &addresses, peer_subnets) {
+    match config.apply(link, u32::from(mtu), queue_len, &addresses, peer_subnets) {
         Ok(()) => Ok(config),
         Err(error) => {
             if let Err(undo) = config.undo() {
@@ -382,12 +315,16 @@ impl NetConfig {
         &mut self,
         link: LinkState,
         mtu: u32,
+        queue_len: Option<u32>,
         addresses: &[IpAddr],
         peer_subnets: &[IpNet],
     ) -> Result<(), NetdevError> {
         let was_up = link.up;
         self.link_before = Some(link);
         self.set_link(LinkOp::SetMtu(mtu))?;
+        if let Some(len) = queue_len {
+            self.set_link(LinkOp::SetQueueLen(len))?;
+        }
         if !was_up {
             // No IPv6 link-local address: a tunnel needs none, and without one the kernel sends
             // no router solicitations or MLD reports into the TUN, which tundra could only drop.
@@ -493,7 +430,12 @@ impl NetConfig {
         }
         if let Some(before) = self.link_before.take() {
             // Down first, then the MTU: the reverse order of `apply`.
-            for op in [LinkOp::SetUp(before.up), LinkOp::SetMtu(before.mtu)] {
+            let ops = [
+                LinkOp::SetUp(before.up),
+                LinkOp::SetMtu(before.mtu),
+                LinkOp::SetQueueLen(before.queue_len),
+            ];
+            for op in ops {
                 note(match self.set_link(op) {
                     Err(NetdevError::Link { error, .. }) if already_gone(&error) => Ok(()),
                     r => r,
@@ -509,6 +451,7 @@ impl NetConfig {
         match op {
             LinkOp::Lookup => unreachable!("set_link is only called to change the link"),
             LinkOp::SetMtu(mtu) => message.attributes.push(LinkAttribute::Mtu(mtu)),
+            LinkOp::SetQueueLen(len) => message.attributes.push(LinkAttribute::TxQueueLen(len)),
             LinkOp::SetUp(up) => {
                 message.header.change_mask = LinkFlags::Up;
                 if up {
@@ -658,6 +601,7 @@ fn host_prefix_len(address: IpAddr) -> u8 {
 struct LinkState {
     index: u32,
     mtu: u32,
+    queue_len: u32,
     up: bool,
 }
 
@@ -767,6 +711,10 @@ impl Netlink {
                         LinkAttribute::Mtu(mtu) => Some(*mtu),
                         _ => None,
                     })?,
+                    queue_len: link.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::TxQueueLen(len) => Some(*len),
+                        _ => None,
+                    })?,
                 }),
                 _ => None,
             })
@@ -790,6 +738,7 @@ mod tests {
     use nix::sched::{unshare, CloneFlags};
 
     use super::*;
+    use crate::sys::mmsg;
 
     const NAME: &str = "tdtest0";
 
@@ -930,7 +879,7 @@ mod tests {
     #[test]
     fn configure_then_remove_leaves_the_device_as_it_was() {
         in_private_netns(|| {
-            let tun = Tun::open(NAME).expect("open TUN");
+            let tun = Tun::open(NAME, false).expect("open TUN");
             assert_eq!(tun.name(), NAME);
             // Up beforehand, so that removal is seen to remove each address and route itself
             // rather than leaving it to the kernel's flush on link down.
@@ -944,7 +893,7 @@ mod tests {
             assert_eq!(before.accept_local, "0");
 
             let config =
-                configure(&tun, 1400, &local_subnets(), &peer_subnets()).expect("configure");
+                configure(&tun, 1400, None, &local_subnets(), &peer_subnets()).expect("configure");
             let seen = observe(NAME);
             assert_eq!((seen.mtu, seen.up), (1400, true), "{seen:?}");
             assert_eq!(
@@ -972,10 +921,16 @@ mod tests {
     #[test]
     fn remove_puts_a_down_device_down_again() {
         in_private_netns(|| {
-            let tun = Tun::open(NAME).expect("open TUN");
+            let tun = Tun::open(NAME, false).expect("open TUN");
             assert!(!observe(NAME).up, "a new TUN device starts down");
-            let config = configure(&tun, 9000, &[net("198.19.1.0/24")], &[net("198.19.0.0/16")])
-                .expect("configure");
+            let config = configure(
+                &tun,
+                9000,
+                None,
+                &[net("198.19.1.0/24")],
+                &[net("198.19.0.0/16")],
+            )
+            .expect("configure");
             let seen = observe(NAME);
             assert_eq!((seen.mtu, seen.up), (9000, true), "{seen:?}");
             assert_eq!(
@@ -995,9 +950,9 @@ mod tests {
     #[test]
     fn routes_change_at_run_time() {
         in_private_netns(|| {
-            let tun = Tun::open(NAME).expect("open TUN");
+            let tun = Tun::open(NAME, false).expect("open TUN");
             let mut config =
-                configure(&tun, 1400, &local_subnets(), &peer_subnets()).expect("configure");
+                configure(&tun, 1400, None, &local_subnets(), &peer_subnets()).expect("configure");
             // Host bits are cleared; adding twice is a no-op.
             config.add_route(net("198.19.3.7/24")).expect("add route");
             config
@@ -1045,7 +1000,7 @@ mod tests {
     #[test]
     fn a_failing_route_leaves_nothing_configured() {
         in_private_netns(|| {
-            let tun = Tun::open(NAME).expect("open TUN");
+            let tun = Tun::open(NAME, false).expect("open TUN");
             // Someone else's route makes the third route fail, after the addresses and the
             // first two routes were added. Someone else's IPv4 address keeps that route alive
             // through the rollback: removing a device's last IPv4 address makes the kernel
@@ -1064,7 +1019,8 @@ mod tests {
 
             let mut peers = peer_subnets();
             peers.push(net("198.19.3.0/24"));
-            let error = configure(&tun, 1400, &local_subnets(), &peers).expect_err("must fail");
+            let error =
+                configure(&tun, 1400, None, &local_subnets(), &peers).expect_err("must fail");
             match &error {
                 NetdevError::Route {
                     device,
@@ -1103,12 +1059,12 @@ mod tests {
     #[test]
     fn an_address_already_there_is_left_there() {
         in_private_netns(|| {
-            let tun = Tun::open(NAME).expect("open TUN");
+            let tun = Tun::open(NAME, false).expect("open TUN");
             let mut netlink = bring_up(NAME);
             let index = netlink.link(NAME).expect("link").index;
             add_their_address(&mut netlink, index, ip("fd19:0:0:1::"));
             let config =
-                configure(&tun, 1400, &local_subnets(), &peer_subnets()).expect("configure");
+                configure(&tun, 1400, None, &local_subnets(), &peer_subnets()).expect("configure");
             let seen = observe(NAME);
             assert_eq!(
                 seen.addresses,
@@ -1125,12 +1081,12 @@ mod tests {
     #[test]
     fn a_failing_address_leaves_nothing_configured() {
         in_private_netns(|| {
-            let tun = Tun::open(NAME).expect("open TUN");
+            let tun = Tun::open(NAME, false).expect("open TUN");
             // With IPv6 disabled on the device, the IPv6 address fails after the MTU, the
             // link state, accept_local and the IPv4 address were set.
             fs::write(format!("/proc/sys/net/ipv6/conf/{NAME}/disable_ipv6"), "1").expect("sysctl");
-            let error =
-                configure(&tun, 1400, &local_subnets(), &peer_subnets()).expect_err("must fail");
+            let error = configure(&tun, 1400, None, &local_subnets(), &peer_subnets())
+                .expect_err("must fail");
             assert!(
                 matches!(&error, NetdevError::Address { change: Change::Add, address, .. } if *address == net("fd19:0:0:1::/128")),
                 "{error:?}"
@@ -1148,15 +1104,15 @@ mod tests {
     #[test]
     fn a_too_small_mtu_changes_nothing() {
         in_private_netns(|| {
-            let tun = Tun::open(NAME).expect("open TUN");
-            let error = configure(&tun, 1200, &local_subnets(), &peer_subnets())
+            let tun = Tun::open(NAME, false).expect("open TUN");
+            let error = configure(&tun, 1200, None, &local_subnets(), &peer_subnets())
                 .expect_err("IPv6 needs 1280");
             assert!(
                 matches!(error, NetdevError::MtuTooSmall { minimum: 1280, .. }),
                 "{error:?}"
             );
             let error =
-                configure(&tun, 60, &[net("198.19.1.0/24")], &[]).expect_err("IPv4 needs 68");
+                configure(&tun, 60, None, &[net("198.19.1.0/24")], &[]).expect_err("IPv4 needs 68");
             assert!(
                 matches!(error, NetdevError::MtuTooSmall { minimum: 68, .. }),
                 "{error:?}"
@@ -1164,7 +1120,7 @@ mod tests {
             let after = observe(NAME);
             assert_eq!((after.mtu, after.up), (1500, false), "{after:?}");
             // IPv4 alone may go below 1280.
-            configure(&tun, 1200, &[net("198.19.1.0/24")], &[])
+            configure(&tun, 1200, None, &[net("198.19.1.0/24")], &[])
                 .expect("IPv4 only")
                 .remove()
                 .expect("remove");
@@ -1174,9 +1130,9 @@ mod tests {
     #[test]
     fn remove_after_the_device_is_gone_succeeds() {
         in_private_netns(|| {
-            let tun = Tun::open(NAME).expect("open TUN");
+            let tun = Tun::open(NAME, false).expect("open TUN");
             let config =
-                configure(&tun, 1400, &local_subnets(), &peer_subnets()).expect("configure");
+                configure(&tun, 1400, None, &local_subnets(), &peer_subnets()).expect("configure");
             drop(tun); // a non-persistent TUN device disappears with its last descriptor
             let mut netlink = Netlink::open().expect("netlink");
             assert_eq!(
@@ -1194,9 +1150,9 @@ mod tests {
             let error = underlay_mtu(peer).expect_err("no route yet");
             assert_eq!(error.raw_os_error(), Some(libc::ENETUNREACH), "{error:?}");
 
-            let tun = Tun::open(NAME).expect("open TUN");
+            let tun = Tun::open(NAME, false).expect("open TUN");
             let config =
-                configure(&tun, 1420, &local_subnets(), &peer_subnets()).expect("configure");
+                configure(&tun, 1420, None, &local_subnets(), &peer_subnets()).expect("configure");
             assert_eq!(underlay_mtu(peer).expect("IPv4 path"), 1420);
             let peer6: SocketAddr = "[fd19:0:0:2::7]:8285".parse().expect("valid");
             assert_eq!(underlay_mtu(peer6).expect("IPv6 path"), 1420);
@@ -1226,8 +1182,12 @@ mod tests {
             .set_read_timeout(Some(Duration::from_millis(300)))
             .expect("timeout");
         let packet = udp_packet((own, 6000).into(), (own, 5000).into(), b"martian?");
+        let whole = datapath::batch::Span {
+            start: 0,
+            len: packet.len() as u32,
+        };
         assert_eq!(
-            tun.device.send(&packet).expect("write into the TUN"),
+            mmsg::writev(tun.as_fd(), &packet, &[whole]).expect("write into the TUN"),
             packet.len()
         );
         let mut buf = [0; 64];
@@ -1244,9 +1204,9 @@ mod tests {
     #[test]
     fn packets_from_the_own_address_need_accept_local_on_ipv4_only() {
         in_private_netns(|| {
-            let tun = Tun::open(NAME).expect("open TUN");
+            let tun = Tun::open(NAME, false).expect("open TUN");
             let config =
-                configure(&tun, 1400, &local_subnets(), &peer_subnets()).expect("configure");
+                configure(&tun, 1400, None, &local_subnets(), &peer_subnets()).expect("configure");
             // Strict reverse-path filtering, as many hosts have it, does not get in the way.
             for conf in ["all", NAME] {
                 fs::write(format!("/proc/sys/net/ipv4/conf/{conf}/rp_filter"), "1")
@@ -1266,12 +1226,11 @@ mod tests {
     #[test]
     fn nonblocking_reads_would_block() {
         in_private_netns(|| {
-            let tun = Tun::open(NAME).expect("open TUN");
+            let tun = Tun::open(NAME, false).expect("open TUN");
             tun.set_nonblocking(true).expect("nonblocking");
             let mut buf = [0; 2048];
-            let error = tun.device.recv(&mut buf).expect_err("nothing to read");
+            let error = mmsg::read(tun.as_fd(), &mut buf).expect_err("nothing to read");
             assert_eq!(error.kind(), ErrorKind::WouldBlock);
-            assert!(tun.as_fd().as_raw_fd() == tun.as_raw_fd());
         });
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-const FLAGS: [&str; 11] = [
+const FLAGS: [&str; 14] = [
     "--tun",
     "--listen",
     "--local-subnet",
@@ -14,6 +14,9 @@ const FLAGS: [&str; 11] = [
     "--encap",
     "--mtu",
     "--io",
+    "--offload",
+    "--tun-queue-len",
+    "--socket-buffer",
     "--no-configure",
     "--control",
     "--metrics",
@@ -246,6 +249,22 @@ fn bad_scalars() {
     refused(
         &with_base(&["--io", "fast"]),
         &["--io fast:", "auto, uring or poll"],
+    );
+    refused(
+        &with_base(&["--offload", "yes"]),
+        &["--offload yes:", "auto, on or off"],
+    );
+    refused(
+        &with_base(&["--tun-queue-len", "0"]),
+        &["--tun-queue-len 0:", "1..=100000"],
+    );
+    refused(
+        &with_base(&["--socket-buffer", "4G"]),
+        &["--socket-buffer 4G:", "suffix K or M"],
+    );
+    refused(
+        &with_base(&["--socket-buffer", "1K"]),
+        &["--socket-buffer 1K:", "64K..=1024M"],
     );
     refused(
         &with_base(&["--encap", "vxlan"]),

@@ -13,7 +13,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use datapath::{Egress, Encapsulator, SharedTable, Table};
+use datapath::batch;
+/// Bytes per slot buffer in the I/O loops: packets of a batch sit this far apart, which
+/// matters for the caches.
+pub use datapath::batch::SLOT_SIZE;
+use datapath::{Encapsulator, SharedTable, Table};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use socket2::SockAddr;
 
@@ -21,9 +25,6 @@ use socket2::SockAddr;
 pub const PORT: u16 = 8285;
 /// Covering (shorter) prefixes per family, on top of the node subnets.
 pub const COVERING: usize = 4;
-/// Bytes per packet buffer in the egress loops (`src/io/mod.rs`): packets of a batch sit this far
-/// apart, which matters for the caches.
-pub const SLOT_SIZE: usize = 65536;
 
 /// Overlay address family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -307,11 +308,9 @@ pub fn local_addr(family: Family) -> IpAddr {
 pub const REWRITTEN: usize = 12;
 
 // ---------------------------------------------------------------------------------------------
-// The egress loop's per-batch work (`src/io/uring.rs`): decide, then group by peer with the
-// same `datapath::batch` function the loop calls.
+// The egress loop's per-batch work: `datapath::batch::EgressBatch`, which both I/O engines
+// call, then the socket-address conversion `src/io/mod.rs` does once per run.
 // ---------------------------------------------------------------------------------------------
-
-pub use datapath::batch::Outgoing;
 
 /// The socket address a peer is sent to; `map_v4` when the socket is IPv6 dual-stack.
 pub fn peer_sockaddr(addr: SocketAddr, map_v4: bool) -> SockAddr {
@@ -323,30 +322,15 @@ pub fn peer_sockaddr(addr: SocketAddr, map_v4: bool) -> SockAddr {
     }
 }
 
-/// The egress loop's grouping (`datapath::batch::for_each_peer_run`) with the socket-address
-/// conversion `src/io/mod.rs` does once per run.
-pub fn for_each_peer_run(
-    table: &Table,
-    map_v4: bool,
-    sends: &mut [Outgoing],
-    mut f: impl FnMut(&SockAddr, &[Outgoing]),
-) {
-    datapath::batch::for_each_peer_run(table, sends, |peer, run| {
-        f(&peer_sockaddr(peer.addr, map_v4), run)
-    });
-}
-
 /// One egress batch ready to be decided over and over: `size` IPv4 packets of `packet_len`
-/// bytes in slots [`SLOT_SIZE`] apart, their destinations spread over `peers` nodes in a
-/// shuffled order.
+/// bytes in slot buffers as the engines lay them out, their destinations spread over `peers`
+/// nodes in a shuffled order.
 pub struct EgressBatch {
     bufs: Box<[u8]>,
     lens: Vec<usize>,
     /// The first [`REWRITTEN`] bytes of each packet as read, to undo the TTL rewrite.
     headers: Vec<[u8; REWRITTEN]>,
-    enc: Encapsulator,
-    reply: Vec<u8>,
-    sends: Vec<Outgoing>,
+    batch: batch::EgressBatch,
     map_v4: bool,
 }
 
@@ -379,7 +363,8 @@ impl EgressBatch {
         let mut headers = Vec::with_capacity(size);
         for (k, &node) in order.iter().enumerate() {
             let pkt = udp_packet(local_addr(Family::V4), addrs.in_node(node), packet_len);
-            bufs[k * SLOT_SIZE..k * SLOT_SIZE + pkt.len()].copy_from_slice(&pkt);
+            let at = k * SLOT_SIZE + batch::HEADROOM;
+            bufs[at..at + pkt.len()].copy_from_slice(&pkt);
             lens.push(pkt.len());
             headers.push(
                 pkt[..REWRITTEN]
@@ -387,13 +372,12 @@ impl EgressBatch {
                     .expect("packet longer than header"),
             );
         }
+        let enc = Encapsulator::new(batch::DATA - 1, 100);
         EgressBatch {
             bufs,
             lens,
             headers,
-            enc: Encapsulator::new(SLOT_SIZE - 1, 100),
-            reply: vec![0u8; datapath::icmp::MAX_LEN],
-            sends: Vec::with_capacity(size),
+            batch: batch::EgressBatch::new(enc, false, false),
             map_v4: false,
         }
     }
@@ -407,7 +391,8 @@ impl EgressBatch {
     /// Puts every packet back as it was read (a fresh TUN read would overwrite it the same way).
     pub fn reset(&mut self) {
         for (k, h) in self.headers.iter().enumerate() {
-            self.bufs[k * SLOT_SIZE..k * SLOT_SIZE + REWRITTEN].copy_from_slice(h);
+            let at = k * SLOT_SIZE + batch::HEADROOM;
+            self.bufs[at..at + REWRITTEN].copy_from_slice(h);
         }
     }
 
@@ -421,32 +406,27 @@ impl EgressBatch {
         mut send: impl FnMut(&SockAddr, &[u8]),
     ) -> BatchResult {
         let table = shared.load();
-        self.sends.clear();
+        self.batch.clear();
         for (k, &len) in self.lens.iter().enumerate() {
-            let packet = &mut self.bufs[k * SLOT_SIZE..k * SLOT_SIZE + len];
-            match self
-                .enc
-                .encapsulate(&table, packet, &mut self.reply, now_ns)
-            {
-                Egress::Send(peer) => self.sends.push(Outgoing {
-                    peer,
-                    seq: k as u16,
-                    slot: k as u16,
-                    len: len as u16,
-                }),
-                other => panic!("bench packet {k} not sent: {other:?}"),
-            }
+            let buf = &mut self.bufs[k * SLOT_SIZE..(k + 1) * SLOT_SIZE];
+            assert!(
+                self.batch.push(&table, k as u16, buf, len, now_ns),
+                "bench packet {k} not sent"
+            );
         }
         let mut result = BatchResult::default();
-        let bufs = &self.bufs;
-        for_each_peer_run(&table, self.map_v4, &mut self.sends, |addr, run| {
+        let (bufs, map_v4) = (&self.bufs, self.map_v4);
+        self.batch.for_each_peer_run(&table, |peer, run, spans| {
+            let addr = peer_sockaddr(peer.addr, map_v4);
             result.runs += 1;
-            for o in run {
-                let at = usize::from(o.slot) * SLOT_SIZE;
-                let packet = &bufs[at..at + usize::from(o.len)];
-                send(addr, packet);
-                result.sent += 1;
-                result.bytes += packet.len();
+            for s in run {
+                let slot = &bufs[usize::from(s.slot) * SLOT_SIZE..];
+                for span in &spans[s.spans.0 as usize..s.spans.1 as usize] {
+                    let packet = span.of(slot);
+                    send(&addr, packet);
+                    result.sent += 1;
+                    result.bytes += packet.len();
+                }
             }
         });
         result
@@ -455,7 +435,7 @@ impl EgressBatch {
 
 #[cfg(test)]
 mod tests {
-    use datapath::{decapsulate, Ingress};
+    use datapath::{decapsulate, Egress, Ingress};
 
     use super::*;
 

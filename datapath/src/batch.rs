@@ -1,84 +1,522 @@
-//! Grouping an egress batch by peer: the sends of one batch are sorted into runs, one per peer
-//! (each a candidate for one `sendmmsg` or, later, one GSO send), keeping every peer's packets
-//! in the order they were read.
+//! The per-batch decisions of both directions, shared by every I/O engine: an engine reads or
+//! receives into slot buffers, hands each one to [`EgressBatch::push`] or
+//! [`IngressBatch::push`], and then only moves bytes: the sends and TUN writes come back as
+//! lists of [`Span`]s of the slot buffers (iovecs to be), each send already grouped by peer.
+//!
+//! A slot buffer is laid out as `[HEADROOM | DATA | SCRATCH]`: a packet (or a GRO receive)
+//! starts at [`HEADROOM`], so headers can be put in front of it without moving it (the
+//! virtio-net header now, VXLAN + Ethernet later), and [`SCRATCH`] holds the headers a batch
+//! builds (the segment headers of a TSO packet, the merged header of a GRO run). Everything an
+//! operation points at lives in its own slot, so a slot is busy until all of its operations
+//! completed, and nothing else is.
 
+use std::net::SocketAddr;
+
+use crate::offload::{self, GroRun, Segment, VnetHdr, MAX_SEGMENTS, MAX_SEG_HDR, VNET_HDR_LEN};
 use crate::route::{Peer, PeerId, Table};
+use crate::stats::{DropReason, LocalCounters};
+use crate::tunnel::{decapsulate, Egress, Encapsulator, Ingress};
 
-/// A packet of an egress batch that goes to a peer: where it is (`slot`, `len`) and its
-/// position in the batch (`seq`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Outgoing {
-    pub peer: PeerId,
-    /// Sorting by `(peer, seq)` groups by peer and keeps each peer's packets in order, without
-    /// the allocation of a stable sort.
-    pub seq: u16,
-    pub slot: u16,
-    pub len: u16,
+/// Bytes in front of a packet: room for the headers that go before it.
+pub const HEADROOM: usize = 32;
+/// Bytes for one read, receive or super-packet: any IP packet, or a 64 KiB GRO receive.
+pub const DATA: usize = 65536;
+/// Where the scratch area starts, and its size: one built header per segment.
+pub const SCRATCH: usize = HEADROOM + DATA;
+pub const SCRATCH_LEN: usize = MAX_SEGMENTS * MAX_SEG_HDR;
+/// The size of every slot buffer.
+pub const SLOT_SIZE: usize = SCRATCH + SCRATCH_LEN;
+/// The most spans one slot's operations use (a header and a payload per segment).
+pub const MAX_SPANS: usize = 2 * MAX_SEGMENTS + 2;
+/// The most datagrams in one UDP GSO send (the kernel's `UDP_MAX_SEGMENTS` is 64 or more).
+pub const MAX_GSO_SEGMENTS: usize = 64;
+/// The most bytes in one UDP GSO send: it is built as one UDP datagram of up to 64 KiB, outer
+/// IPv6 and UDP headers included, before the kernel splits it.
+pub const MAX_GSO_BYTES: usize = 65535 - 40 - 8;
+
+/// A byte range of a slot buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub len: u32,
 }
 
-/// Sorts `sends` into runs by peer, adds each run to its peer's counters, and calls `f` once per
-/// run. `table` must be the version the batch was decided with.
-pub fn for_each_peer_run(
-    table: &Table,
-    sends: &mut [Outgoing],
-    mut f: impl FnMut(&Peer, &[Outgoing]),
-) {
-    sends.sort_unstable_by_key(|o| (o.peer, o.seq));
-    let mut rest = &sends[..];
-    while let Some(first) = rest.first() {
-        let n = rest.iter().take_while(|o| o.peer == first.peer).count();
-        let (run, tail) = rest.split_at(n);
-        let peer = table.peer(first.peer);
-        let bytes = run.iter().map(|o| u64::from(o.len)).sum();
-        peer.counters.add_tx(n as u64, bytes);
-        f(peer, run);
-        rest = tail;
+impl Span {
+    fn new(start: usize, len: usize) -> Span {
+        Span {
+            start: start as u32,
+            len: len as u32,
+        }
+    }
+
+    /// The bytes of `buf` this span covers.
+    pub fn of<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.start as usize..(self.start + self.len) as usize]
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::route::Route;
+/// One UDP send: one datagram, or one UDP GSO send of `datagrams` segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Send {
+    pub peer: PeerId,
+    /// Position in the batch: sorting by `(peer, seq)` groups by peer and keeps each peer's
+    /// packets in read order, without the allocation of a stable sort.
+    pub seq: u16,
+    pub slot: u16,
+    /// Which send of its slot this is (a super-packet of more than [`MAX_GSO_SEGMENTS`]
+    /// segments takes two).
+    pub part: u16,
+    /// Range of [`EgressBatch::spans`].
+    pub spans: (u32, u32),
+    /// `UDP_SEGMENT` size, or 0 for a single datagram.
+    pub segment_size: u16,
+    pub datagrams: u16,
+    pub bytes: u32,
+}
 
-    #[test]
-    fn runs_by_peer_in_read_order_and_counted() {
-        let local = ["198.19.1.0/24".parse().unwrap()];
-        let route = |p: &str, a: &str| Route {
-            prefix: p.parse().unwrap(),
-            peer: a.parse().unwrap(),
+/// An egress batch: packets read from the TUN become sends to peers and ICMP errors back.
+#[derive(Debug)]
+pub struct EgressBatch {
+    enc: Encapsulator,
+    vnet: bool,
+    gso: bool,
+    seq: u16,
+    sends: Vec<Send>,
+    spans: Vec<Span>,
+    replies: Vec<(u16, Span)>,
+    reply: Box<[u8]>,
+    segs: Box<[Segment]>,
+    /// What this batch did, for the engine to absorb.
+    pub local: LocalCounters,
+}
+
+impl EgressBatch {
+    /// `vnet`: the TUN prefixes each packet with a virtio-net header (offloads granted).
+    /// `gso`: sends may use UDP GSO.
+    pub fn new(enc: Encapsulator, vnet: bool, gso: bool) -> EgressBatch {
+        EgressBatch {
+            enc,
+            vnet,
+            gso,
+            seq: 0,
+            sends: Vec::with_capacity(MAX_SEGMENTS * 2),
+            spans: Vec::with_capacity(MAX_SPANS * 64),
+            replies: Vec::with_capacity(64),
+            reply: vec![0u8; crate::icmp::MAX_LEN].into_boxed_slice(),
+            segs: vec![Segment::default(); MAX_SEGMENTS].into_boxed_slice(),
+            local: LocalCounters::default(),
+        }
+    }
+
+    /// Where in a slot buffer the engine reads a packet from the TUN to, and how many bytes.
+    pub fn read_range(&self) -> (usize, usize) {
+        let vnet = if self.vnet { VNET_HDR_LEN } else { 0 };
+        (HEADROOM - vnet, DATA + vnet)
+    }
+
+    /// Stops using UDP GSO from the next batch on: the kernel refused a GSO send (EIO or
+    /// EINVAL: an underlay device without checksum offload, say). Counted; segments then go
+    /// out as one datagram each.
+    pub fn disable_gso(&mut self) {
+        if self.gso {
+            self.gso = false;
+            self.local.gso_fallbacks += 1;
+        }
+    }
+
+    pub fn gso(&self) -> bool {
+        self.gso
+    }
+
+    /// Empties the batch for the next round.
+    pub fn clear(&mut self) {
+        self.seq = 0;
+        self.sends.clear();
+        self.spans.clear();
+        self.replies.clear();
+    }
+
+    /// Decides the `len` bytes read from the TUN into `buf`, slot `slot`'s buffer, at
+    /// [`EgressBatch::read_range`]. Returns `true` when the slot now carries sends or a reply
+    /// (it stays busy until they complete), `false` when it is free again.
+    pub fn push(&mut self, table: &Table, slot: u16, buf: &mut [u8], len: usize, now: u64) -> bool {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let (head, scratch) = buf.split_at_mut(SCRATCH);
+        let (vnet, packet) = if self.vnet {
+            let at = HEADROOM - VNET_HDR_LEN;
+            let Some(len) = len.checked_sub(VNET_HDR_LEN) else {
+                self.local.drop(DropReason::Malformed);
+                return false;
+            };
+            match VnetHdr::parse(&head[at..HEADROOM]) {
+                Ok(v) => (v, &mut head[HEADROOM..HEADROOM + len.min(DATA)]),
+                Err(_) => {
+                    self.local.drop(DropReason::Malformed);
+                    return false;
+                }
+            }
+        } else {
+            (
+                VnetHdr::default(),
+                &mut head[HEADROOM..HEADROOM + len.min(DATA)],
+            )
         };
-        let table = Table::new(
-            &local,
-            &[
-                route("198.19.2.0/24", "198.18.0.2:8285"),
-                route("198.19.3.0/24", "198.18.0.3:8285"),
-            ],
-        )
-        .unwrap();
-        let (a, b) = (PeerId(0), PeerId(1));
-        let mut sends: Vec<Outgoing> = [b, a, b, a, a]
-            .iter()
-            .enumerate()
-            .map(|(i, &peer)| Outgoing {
-                peer,
-                seq: i as u16,
-                slot: 10 + i as u16,
-                len: 100,
-            })
-            .collect();
-        let mut runs = Vec::new();
-        for_each_peer_run(&table, &mut sends, |peer, run| {
-            runs.push((peer.addr, run.iter().map(|o| o.slot).collect::<Vec<_>>()))
+        let gso = vnet.is_gso();
+        if !gso && vnet.flags & VnetHdr::NEEDS_CSUM != 0 {
+            let (start, offset) = (usize::from(vnet.csum_start), usize::from(vnet.csum_offset));
+            if offload::complete_checksum(packet, start, offset).is_err() {
+                self.local.drop(DropReason::Malformed);
+                return false;
+            }
+        }
+        let plen = packet.len();
+        let verdict = if gso {
+            self.enc
+                .encapsulate_gso(table, packet, &mut self.reply, now)
+        } else {
+            self.enc.encapsulate(table, packet, &mut self.reply, now)
+        };
+        match verdict {
+            Egress::Send(peer) if gso => {
+                let packet = &head[HEADROOM..HEADROOM + plen];
+                self.push_segments(peer, seq, slot, &vnet, packet, scratch)
+            }
+            Egress::Send(peer) => {
+                self.push_send(peer, seq, slot, 0, &[Span::new(HEADROOM, plen)], 0, plen);
+                true
+            }
+            Egress::Reply { len, reason } => {
+                self.local.drop(reason);
+                let (at, _) = self.read_range();
+                head[HEADROOM..HEADROOM + len].copy_from_slice(&self.reply[..len]);
+                head[at..HEADROOM].fill(0);
+                self.replies
+                    .push((slot, Span::new(at, HEADROOM - at + len)));
+                true
+            }
+            Egress::Drop(reason) => {
+                self.local.drop(reason);
+                false
+            }
+        }
+    }
+
+    /// Splits `packet`, a super-packet at `HEADROOM`, into segments whose headers are built in the
+    /// slot's scratch area, and queues them as GSO sends (or one datagram each without GSO).
+    fn push_segments(
+        &mut self,
+        peer: PeerId,
+        seq: u16,
+        slot: u16,
+        vnet: &VnetHdr,
+        packet: &[u8],
+        scratch: &mut [u8],
+    ) -> bool {
+        let mtu = self.enc.tunnel_mtu();
+        let segmented = match offload::segment(packet, vnet, mtu, scratch, &mut self.segs) {
+            Ok(s) => s,
+            Err(_) => {
+                self.local.drop(DropReason::Malformed);
+                return false;
+            }
+        };
+        // Taken out for the loop (an empty box allocates nothing), put back after it.
+        let all = std::mem::take(&mut self.segs);
+        let segs = &all[..segmented.count];
+        let per_send = if self.gso {
+            (MAX_GSO_BYTES / segmented.segment_size.max(1)).clamp(1, MAX_GSO_SEGMENTS)
+        } else {
+            1
+        };
+        let mut spans = [Span::default(); 2 * MAX_GSO_SEGMENTS];
+        for (part, chunk) in segs.chunks(per_send).enumerate() {
+            let mut bytes = 0;
+            for (i, s) in chunk.iter().enumerate() {
+                spans[2 * i] = Span::new(SCRATCH + s.header_start, s.header_len);
+                spans[2 * i + 1] = Span::new(HEADROOM + s.payload_start, s.payload_len);
+                bytes += s.len();
+            }
+            let size = if self.gso && chunk.len() > 1 {
+                segmented.segment_size as u16
+            } else {
+                0
+            };
+            let spans = &spans[..2 * chunk.len()];
+            self.push_send(peer, seq, slot, part as u16, spans, size, bytes);
+        }
+        self.segs = all;
+        true
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_send(
+        &mut self,
+        peer: PeerId,
+        seq: u16,
+        slot: u16,
+        part: u16,
+        spans: &[Span],
+        segment_size: u16,
+        bytes: usize,
+    ) {
+        let start = self.spans.len() as u32;
+        self.spans.extend_from_slice(spans);
+        let datagrams = if segment_size == 0 {
+            1
+        } else {
+            (spans.len() / 2) as u16
+        };
+        self.local.tx_packets += u64::from(datagrams);
+        self.local.tx_bytes += bytes as u64;
+        self.sends.push(Send {
+            peer,
+            seq,
+            slot,
+            part,
+            spans: (start, start + spans.len() as u32),
+            segment_size,
+            datagrams,
+            bytes: bytes as u32,
         });
-        assert_eq!(
-            runs,
-            [
-                (table.peer(a).addr, vec![11, 13, 14]),
-                (table.peer(b).addr, vec![10, 12]),
-            ]
+    }
+
+    /// The ICMP errors to write back into the TUN: `(slot, span)`.
+    pub fn replies(&self) -> &[(u16, Span)] {
+        &self.replies
+    }
+
+    /// The spans a send covers.
+    pub fn spans(&self, send: &Send) -> &[Span] {
+        &self.spans[send.spans.0 as usize..send.spans.1 as usize]
+    }
+
+    /// Sorts the sends into runs by peer, adds each run to its peer's counters, and calls `f`
+    /// once per run. `table` must be the version the batch was decided with.
+    pub fn for_each_peer_run(&mut self, table: &Table, mut f: impl FnMut(&Peer, &[Send], &[Span])) {
+        self.sends.sort_unstable_by_key(|s| (s.peer, s.seq, s.part));
+        let mut rest = &self.sends[..];
+        while let Some(first) = rest.first() {
+            let n = rest.iter().take_while(|s| s.peer == first.peer).count();
+            let (run, tail) = rest.split_at(n);
+            let peer = table.peer(first.peer);
+            let packets = run.iter().map(|s| u64::from(s.datagrams)).sum();
+            let bytes = run.iter().map(|s| u64::from(s.bytes)).sum();
+            peer.counters.add_tx(packets, bytes);
+            f(peer, run, &self.spans);
+            rest = tail;
+        }
+    }
+}
+
+/// One TUN write: one packet, or a GRO run written as one super-packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Write {
+    pub slot: u16,
+    /// Range of [`IngressBatch::spans`].
+    pub spans: (u32, u32),
+    pub packets: u16,
+}
+
+/// What a receive said about its datagram(s).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvMeta {
+    pub len: usize,
+    pub from: Option<SocketAddr>,
+    /// The datagram was larger than the buffer.
+    pub truncated: bool,
+    /// The GRO segment size when the kernel coalesced several datagrams (each `stride` bytes,
+    /// the last one possibly shorter); 0 for one datagram.
+    pub stride: usize,
+}
+
+/// An ingress batch: received datagrams are checked and become TUN writes.
+#[derive(Debug)]
+pub struct IngressBatch {
+    vnet: bool,
+    writes: Vec<Write>,
+    spans: Vec<Span>,
+    tally: Vec<(PeerId, u64, u64)>,
+    /// What this batch did, for the engine to absorb.
+    pub local: LocalCounters,
+}
+
+/// A GRO run being built: its state, the first packet's place and where its spans start.
+struct OpenRun {
+    run: GroRun,
+    first: Span,
+    spans: usize,
+}
+
+impl IngressBatch {
+    /// `vnet`: every TUN write starts with a virtio-net header, and TCP runs may be merged.
+    pub fn new(vnet: bool) -> IngressBatch {
+        IngressBatch {
+            vnet,
+            writes: Vec::with_capacity(64 * MAX_SEGMENTS),
+            spans: Vec::with_capacity(64 * MAX_SPANS),
+            tally: Vec::with_capacity(64),
+            local: LocalCounters::default(),
+        }
+    }
+
+    /// Where in a slot buffer the engine receives a datagram to, and how many bytes.
+    pub fn recv_range(&self) -> (usize, usize) {
+        (HEADROOM, DATA)
+    }
+
+    pub fn clear(&mut self) {
+        self.writes.clear();
+        self.spans.clear();
+    }
+
+    /// Checks what was received into `buf` (slot `slot`'s buffer) as `meta` says: each
+    /// datagram as [`decapsulate`] does, then queues the TUN writes of those that pass,
+    /// merging consecutive TCP segments of a flow where the TUN takes super-packets. Returns
+    /// `true` when the slot now carries writes.
+    pub fn push(&mut self, table: &Table, slot: u16, buf: &mut [u8], meta: RecvMeta) -> bool {
+        let Some(from) = meta.from else {
+            self.local.drop(DropReason::UnknownPeer);
+            return false;
+        };
+        if meta.truncated {
+            self.local.drop(DropReason::Malformed);
+            return false;
+        }
+        let (head, scratch) = buf.split_at_mut(SCRATCH);
+        let data = &head[HEADROOM..HEADROOM + meta.len.min(DATA)];
+        let stride = if meta.stride == 0 {
+            data.len()
+        } else {
+            meta.stride
+        };
+        let first_write = self.writes.len();
+        let mut cursor = 0;
+        let mut open: Option<OpenRun> = None;
+        for (i, packet) in data.chunks(stride.max(1)).enumerate() {
+            let at = HEADROOM + i * stride;
+            let peer = match decapsulate(table, from, packet) {
+                Ingress::Deliver(peer) => peer,
+                Ingress::Drop(reason) => {
+                    self.local.drop(reason);
+                    continue;
+                }
+            };
+            self.tally(peer, packet.len());
+            let span = Span::new(at, packet.len());
+            if !self.vnet {
+                self.push_write(slot, &[span], 1);
+                continue;
+            }
+            if let Some(o) = &mut open {
+                if o.run.push(packet) {
+                    let off = o.run.header_len();
+                    self.spans.push(Span::new(at + off, packet.len() - off));
+                    continue;
+                }
+            }
+            if let Some(o) = open.take() {
+                cursor = self.close_run(slot, o, scratch, cursor);
+            }
+            match GroRun::start(packet) {
+                Some(run) => {
+                    let spans = self.spans.len();
+                    let off = run.header_len();
+                    // The header span is filled in when the run closes.
+                    self.spans.push(Span::default());
+                    self.spans.push(Span::new(at + off, packet.len() - off));
+                    open = Some(OpenRun {
+                        run,
+                        first: span,
+                        spans,
+                    });
+                }
+                None => {
+                    cursor = self.plain_write(slot, span, scratch, cursor);
+                }
+            }
+        }
+        if let Some(o) = open.take() {
+            self.close_run(slot, o, scratch, cursor);
+        }
+        self.writes.len() > first_write
+    }
+
+    /// Queues the run as one write: a merged super-packet, or the packet as it came.
+    fn close_run(&mut self, slot: u16, o: OpenRun, scratch: &mut [u8], cursor: usize) -> usize {
+        let count = o.run.count();
+        if count >= 2 {
+            if let Ok(n) = o.run.emit_header(&mut scratch[cursor..]) {
+                self.spans[o.spans] = Span::new(SCRATCH + cursor, n);
+                let spans = (o.spans as u32, self.spans.len() as u32);
+                self.writes.push(Write {
+                    slot,
+                    spans,
+                    packets: count as u16,
+                });
+                return cursor + n;
+            }
+        }
+        // One packet (or a header that did not fit, which cannot happen with a sized
+        // scratch area): write the first packet alone.
+        self.spans.truncate(o.spans);
+        self.plain_write(slot, o.first, scratch, cursor)
+    }
+
+    /// Queues `packet` as it came, behind a zeroed virtio-net header in the scratch area.
+    fn plain_write(&mut self, slot: u16, packet: Span, scratch: &mut [u8], cursor: usize) -> usize {
+        let Some(hdr) = scratch.get_mut(cursor..cursor + VNET_HDR_LEN) else {
+            self.local.drop(DropReason::TunWriteError);
+            return cursor;
+        };
+        hdr.fill(0);
+        self.push_write(
+            slot,
+            &[Span::new(SCRATCH + cursor, VNET_HDR_LEN), packet],
+            1,
         );
-        assert_eq!(table.peer(a).counters.snapshot().tx_packets, 3);
-        assert_eq!(table.peer(b).counters.snapshot().tx_bytes, 200);
+        cursor + VNET_HDR_LEN
+    }
+
+    fn push_write(&mut self, slot: u16, spans: &[Span], packets: u16) {
+        let start = self.spans.len() as u32;
+        self.spans.extend_from_slice(spans);
+        self.writes.push(Write {
+            slot,
+            spans: (start, self.spans.len() as u32),
+            packets,
+        });
+    }
+
+    fn tally(&mut self, peer: PeerId, bytes: usize) {
+        self.local.rx_packets += 1;
+        self.local.rx_bytes += bytes as u64;
+        // A batch holds few distinct peers: a linear scan beats hashing.
+        match self.tally.iter_mut().find(|(p, _, _)| *p == peer) {
+            Some(entry) => {
+                entry.1 += 1;
+                entry.2 += bytes as u64;
+            }
+            None => self.tally.push((peer, 1, bytes as u64)),
+        }
+    }
+
+    /// The TUN writes of the batch, in arrival order.
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
+    }
+
+    /// The spans a write covers.
+    pub fn spans(&self, write: &Write) -> &[Span] {
+        &self.spans[write.spans.0 as usize..write.spans.1 as usize]
+    }
+
+    /// Adds the batch's receive counts to the peers of `table` (the version the batch was
+    /// decided with). Call once per batch.
+    pub fn count_peers(&mut self, table: &Table) {
+        for &(peer, packets, bytes) in &self.tally {
+            table.peer(peer).counters.add_rx(packets, bytes);
+        }
+        self.tally.clear();
     }
 }

@@ -10,6 +10,7 @@
 //! - [`route`]: the longest-prefix-match route table and its lock-free publication;
 //! - [`tunnel`]: the per-packet decisions of both directions (encapsulate, decapsulate);
 //! - [`batch`]: an egress batch grouped into runs by peer;
+//! - [`offload`]: TUN offloads: the virtio-net header, TSO/USO segmentation, TCP GRO merging;
 //! - [`stats`]: drop reasons and counters; [`ratelimit`]: the token bucket behind ICMP and logs.
 //!
 //! The `udp` wire format is flannel's: the UDP payload is the inner IP packet and nothing else,
@@ -19,6 +20,7 @@
 
 pub mod batch;
 pub mod icmp;
+pub mod offload;
 pub mod ratelimit;
 pub mod route;
 pub mod stats;

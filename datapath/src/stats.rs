@@ -74,6 +74,8 @@ pub struct LocalCounters {
     pub rx_bytes: u64,
     /// ICMP errors written back into the TUN.
     pub icmp_sent: u64,
+    /// Times the kernel refused a UDP GSO send and segments went out one datagram each since.
+    pub gso_fallbacks: u64,
     pub drops: [u64; DropReason::COUNT],
 }
 
@@ -92,6 +94,7 @@ pub struct Counters {
     rx_packets: AtomicU64,
     rx_bytes: AtomicU64,
     icmp_sent: AtomicU64,
+    gso_fallbacks: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
 }
 
@@ -108,6 +111,7 @@ impl Counters {
         add(&self.rx_packets, local.rx_packets);
         add(&self.rx_bytes, local.rx_bytes);
         add(&self.icmp_sent, local.icmp_sent);
+        add(&self.gso_fallbacks, local.gso_fallbacks);
         for (a, v) in self.drops.iter().zip(local.drops) {
             add(a, v);
         }
@@ -123,6 +127,7 @@ impl Counters {
             rx_packets: get(&self.rx_packets),
             rx_bytes: get(&self.rx_bytes),
             icmp_sent: get(&self.icmp_sent),
+            gso_fallbacks: get(&self.gso_fallbacks),
             drops: std::array::from_fn(|i| get(&self.drops[i])),
         }
     }

@@ -71,6 +71,29 @@ impl Encapsulator {
         reply: &mut [u8],
         now_ns: u64,
     ) -> Egress {
+        self.decide(table, packet, reply, now_ns, true)
+    }
+
+    /// As [`Encapsulator::encapsulate`] for a TSO/USO super-packet, whose size is not checked:
+    /// it leaves as segments that each fit the tunnel MTU.
+    pub fn encapsulate_gso(
+        &mut self,
+        table: &Table,
+        packet: &mut [u8],
+        reply: &mut [u8],
+        now_ns: u64,
+    ) -> Egress {
+        self.decide(table, packet, reply, now_ns, false)
+    }
+
+    fn decide(
+        &mut self,
+        table: &Table,
+        packet: &mut [u8],
+        reply: &mut [u8],
+        now_ns: u64,
+        check_size: bool,
+    ) -> Egress {
         let Ok(mut pkt) = IpPacket::new_checked(packet) else {
             return Egress::Drop(DropReason::Malformed);
         };
@@ -92,7 +115,7 @@ impl Encapsulator {
             let (kind, reason) = (IcmpKind::TimeExceeded, DropReason::TtlExceeded);
             return self.icmp(table, kind, reason, &pkt, reply, now_ns);
         }
-        if pkt.len() > self.tunnel_mtu && pkt.dont_fragment() {
+        if check_size && pkt.len() > self.tunnel_mtu && pkt.dont_fragment() {
             let mtu = u16::try_from(self.tunnel_mtu).unwrap_or(u16::MAX);
             let kind = IcmpKind::TooBig { mtu };
             return self.icmp(table, kind, DropReason::TooBig, &pkt, reply, now_ns);

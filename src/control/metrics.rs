@@ -178,6 +178,12 @@ pub fn render(stats: &Stats, failed_threads: usize) -> String {
         "ICMP errors generated (unreachable, time exceeded, too big).",
         &one(c.icmp_sent),
     );
+    metric(
+        "tundra_gso_fallbacks_total",
+        "counter",
+        "Times the kernel refused a UDP GSO send (segments go out one datagram each since).",
+        &one(c.gso_fallbacks),
+    );
     let drops: Vec<(String, u64)> = DropReason::ALL
         .iter()
         .map(|r| (labels("reason", r.as_str()), c.drops[*r as usize]))
@@ -290,6 +296,7 @@ mod tests {
             version: 9,
             uptime: Duration::from_secs(12),
             io: IoMode::Poll,
+            offloads: Default::default(),
         };
         let text = render(&stats, 0);
         for line in [

@@ -26,6 +26,7 @@ use datapath::{
 use ipnet::IpNet;
 
 use crate::config::{Config, IoMode};
+use crate::io::Offloads;
 use crate::netdev::{NetConfig, NetdevError};
 
 /// Most transactions folded into one published version.
@@ -93,6 +94,7 @@ pub struct Stats {
     pub version: u64,
     pub uptime: Duration,
     pub io: IoMode,
+    pub offloads: Offloads,
 }
 
 impl Stats {
@@ -109,14 +111,26 @@ impl Stats {
             "rx_packets": c.rx_packets,
             "rx_bytes": c.rx_bytes,
             "icmp_sent": c.icmp_sent,
+            "gso_fallbacks": c.gso_fallbacks,
             "drops": drops,
             "routes": self.routes,
             "version": self.version,
             "uptime_secs": self.uptime.as_secs_f64(),
             "io": self.io.to_string(),
+            "offload": offloads_json(self.offloads),
             "peers": self.peers,
         })
     }
+}
+
+/// What the kernel granted, as `stats --json` and health show it.
+pub(crate) fn offloads_json(o: Offloads) -> serde_json::Value {
+    serde_json::json!({
+        "tun_tso": o.tun.tso,
+        "tun_uso": o.tun.uso,
+        "udp_gso": o.udp_gso,
+        "udp_gro": o.udp_gro,
+    })
 }
 
 enum Request {
@@ -131,6 +145,7 @@ struct Shared {
     version: AtomicU64,
     started: Instant,
     io: IoMode,
+    offloads: Offloads,
     /// The UDP socket's address (peers must be of a family it reaches).
     listen: SocketAddr,
     /// Datapath threads that ended while the dataplane was not stopping.
@@ -216,6 +231,7 @@ impl Controller {
             version: self.shared.version.load(Ordering::Relaxed),
             uptime: self.shared.started.elapsed(),
             io: self.shared.io,
+            offloads: self.shared.offloads,
         }
     }
 }
@@ -316,6 +332,7 @@ pub(crate) fn new(
     table: Arc<SharedTable>,
     counters: Arc<Counters>,
     io: IoMode,
+    offloads: Offloads,
     netconfig: Option<NetConfig>,
 ) -> (Controller, ControlThread) {
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -325,6 +342,7 @@ pub(crate) fn new(
         version: AtomicU64::new(1),
         started: Instant::now(),
         io,
+        offloads,
         listen: config.listen,
         failed: Mutex::new(Vec::new()),
     });

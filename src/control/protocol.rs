@@ -398,6 +398,7 @@ pub fn health_json(controller: &Controller) -> Value {
         "table_version": stats.version,
         "routes": stats.routes,
         "io": stats.io.to_string(),
+        "offload": super::offloads_json(stats.offloads),
     })
 }
 
@@ -677,6 +678,7 @@ mod tests {
             std::sync::Arc::new(datapath::SharedTable::new(table)),
             Default::default(),
             crate::config::IoMode::Poll,
+            Default::default(),
             None,
         );
         std::thread::spawn(move || thread.run());

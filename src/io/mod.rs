@@ -1,9 +1,10 @@
 //! The hot loops: egress (TUN → UDP) and ingress (UDP → TUN), one thread each, over io_uring
 //! ([`uring`]) or, where io_uring cannot be set up, readiness with mmsg batches ([`poll`]).
 //!
-//! Both engines share the shape of a batch: collect what completed, load the route table once,
-//! decide every packet with the pure `datapath` functions, group the sends by peer, submit them
-//! together, and fold the batch's counters into the shared ones once.
+//! Both engines share one decision step, `datapath::batch`: collect what completed, load the
+//! route table once, hand every slot to the batch, then move the bytes it asks for (sends
+//! grouped by peer, GSO sends, TUN writes of merged super-packets) and fold the batch's
+//! counters into the shared ones once. An engine decides nothing itself.
 
 pub mod poll;
 pub mod uring;
@@ -14,20 +15,50 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datapath::batch::Outgoing;
-use datapath::{Counters, DropReason, LocalCounters, PeerId, SharedTable, Table};
+use datapath::batch::{EgressBatch, IngressBatch};
+use datapath::{Counters, DropReason, LocalCounters, SharedTable};
 use socket2::SockAddr;
 
-use crate::netdev::Tun;
+use crate::tun::Tun;
 
-/// Packets decided per batch at most, and datagrams per `sendmmsg`/`recvmmsg`.
+/// Packets (or super-packets) decided per batch at most, and messages per
+/// `sendmmsg`/`recvmmsg`.
 pub const BATCH: usize = 64;
-/// Bytes per packet buffer: any IP packet fits (MTU up to 65535).
-pub const SLOT_SIZE: usize = 65536;
 /// ICMP errors per second each egress thread may send.
 const ICMP_PER_SEC: u32 = 100;
 /// How long a loop sleeps at most before it looks at the stop flag again.
 const TICK: Duration = Duration::from_millis(100);
+
+/// The offloads a dataplane uses: what the kernel granted the TUN and the UDP socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offloads {
+    pub tun: crate::tun::TunOffloads,
+    /// Sends may carry `UDP_SEGMENT`.
+    pub udp_gso: bool,
+    /// Receives may be coalesced (`UDP_GRO`).
+    pub udp_gro: bool,
+}
+
+impl Offloads {
+    /// Whether anything was granted.
+    pub fn any(&self) -> bool {
+        self.tun.tso || self.tun.uso || self.udp_gso || self.udp_gro
+    }
+}
+
+/// A UDP send that the kernel refused because it cannot segment it: the batch falls back to
+/// one datagram per segment (once, logged).
+fn gso_refused(batch: &mut EgressBatch, errno: i32) -> bool {
+    if batch.gso() && matches!(errno, libc::EIO | libc::EINVAL) {
+        tracing::warn!(
+            "the kernel refused a UDP GSO send ({}); sending one datagram per segment from now on",
+            io::Error::from_raw_os_error(errno)
+        );
+        batch.disable_gso();
+        return true;
+    }
+    false
+}
 
 /// A TUN read error, saying where it came from. Any but EAGAIN/EINTR ends the egress thread:
 /// the device is gone (EBADFD) or broken, and re-trying would spin.
@@ -47,6 +78,8 @@ pub struct Ctx {
     pub tunnel_mtu: usize,
     /// The socket is IPv6 dual-stack: IPv4 peers are addressed as IPv4-mapped IPv6.
     pub map_v4: bool,
+    /// The offloads in use.
+    pub offloads: Offloads,
     pub epoch: Instant,
 }
 
@@ -59,8 +92,13 @@ impl Ctx {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    fn encapsulator(&self) -> datapath::Encapsulator {
-        datapath::Encapsulator::new(self.tunnel_mtu, ICMP_PER_SEC)
+    fn egress_batch(&self) -> EgressBatch {
+        let enc = datapath::Encapsulator::new(self.tunnel_mtu, ICMP_PER_SEC);
+        EgressBatch::new(enc, self.offloads.tun.tso, self.offloads.udp_gso)
+    }
+
+    fn ingress_batch(&self) -> IngressBatch {
+        IngressBatch::new(self.offloads.tun.tso)
     }
 
     /// The socket address a peer is sent to on this socket.
@@ -71,47 +109,6 @@ impl Ctx {
             }
             a => SockAddr::from(a),
         }
-    }
-}
-
-/// Groups a batch's sends into runs by peer (counted on the peer) and calls `f` once per run
-/// with the peer's socket address, converted once per run, not per packet.
-fn for_each_peer_run(
-    ctx: &Ctx,
-    table: &Table,
-    sends: &mut [Outgoing],
-    mut f: impl FnMut(&SockAddr, &[Outgoing]),
-) {
-    datapath::batch::for_each_peer_run(table, sends, |peer, run| {
-        f(&ctx.peer_sockaddr(peer.addr), run)
-    });
-}
-
-/// Per-peer receive counts of one ingress batch, added to the peers' counters once per batch.
-struct PeerTally(Vec<(PeerId, u64, u64)>);
-
-impl PeerTally {
-    fn new() -> Self {
-        PeerTally(Vec::with_capacity(BATCH))
-    }
-
-    fn add(&mut self, peer: PeerId, bytes: usize) {
-        // A batch holds few distinct peers: a linear scan beats hashing.
-        match self.0.iter_mut().find(|(p, _, _)| *p == peer) {
-            Some(entry) => {
-                entry.1 += 1;
-                entry.2 += bytes as u64;
-            }
-            None => self.0.push((peer, 1, bytes as u64)),
-        }
-    }
-
-    /// Adds the batch to the peers of `table` (the version the batch was decided with).
-    fn flush(&mut self, table: &Table) {
-        for &(peer, packets, bytes) in &self.0 {
-            table.peer(peer).counters.add_rx(packets, bytes);
-        }
-        self.0.clear();
     }
 }
 

@@ -1,17 +1,16 @@
-//! The readiness engine, for where io_uring cannot be set up (`kernel.io_uring_disabled`, or a
-//! container runtime's seccomp profile): epoll through mio, `sendmmsg`/`recvmmsg` batches on
-//! the UDP socket. A TUN without offloads has no batch call: each packet is one `read` or
-//! `write` there, which is what io_uring saves.
+//! The readiness fallback: mio (epoll, edge-triggered) and batches of `recvmmsg`/`sendmmsg` on
+//! the UDP socket, with GSO and GRO where granted. A TUN has no batch call: each packet (or
+//! super-packet, with offloads) is one `read` or `writev` there, which is what io_uring saves.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
-use datapath::{decapsulate, DropReason, Egress, Ingress, LocalCounters};
+use datapath::DropReason;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use super::{for_each_peer_run, Ctx, DropLog, Outgoing, PeerTally, BATCH, SLOT_SIZE, TICK};
-use crate::sys::mmsg::{self, RecvBatch, SendBatch};
+use super::{gso_refused, Ctx, DropLog, BATCH, TICK};
+use crate::sys::mmsg::{self, RecvBatch, SendBatch, Slots};
 
 fn wait(poll: &mut Poll, events: &mut Events) -> io::Result<()> {
     match poll.poll(events, Some(TICK)) {
@@ -20,22 +19,25 @@ fn wait(poll: &mut Poll, events: &mut Events) -> io::Result<()> {
     }
 }
 
+fn register(fd: &impl AsRawFd) -> io::Result<(Poll, Events)> {
+    let poll = Poll::new()?;
+    let raw = fd.as_raw_fd();
+    poll.registry()
+        .register(&mut SourceFd(&raw), Token(0), Interest::READABLE)?;
+    Ok((poll, Events::with_capacity(4)))
+}
+
 /// TUN → peers, until the stop flag is set. The TUN descriptor must be non-blocking.
 pub fn egress(ctx: Ctx) -> io::Result<()> {
-    let mut poll = Poll::new()?;
-    let tun_fd = ctx.tun.as_raw_fd();
-    poll.registry()
-        .register(&mut SourceFd(&tun_fd), Token(0), Interest::READABLE)?;
-    let mut events = Events::with_capacity(4);
+    let (mut poll, mut events) = register(&*ctx.tun)?;
     let tun = ctx.tun.as_fd();
     let udp = ctx.udp.as_fd();
-    let mut enc = ctx.encapsulator();
-    let mut bufs = vec![0u8; BATCH * SLOT_SIZE].into_boxed_slice();
+    let mut batch = ctx.egress_batch();
+    let (at, max) = batch.read_range();
+    let mut slots = Slots::new(BATCH);
     let mut lens = [0usize; BATCH];
-    let mut sends: Vec<Outgoing> = Vec::with_capacity(BATCH);
     let mut out = SendBatch::new(BATCH);
-    let mut reply = vec![0u8; datapath::icmp::MAX_LEN];
-    let mut local = LocalCounters::default();
+    let mut unsent = Vec::with_capacity(BATCH);
     let mut log = DropLog::new("egress");
 
     while !ctx.stopped() {
@@ -44,7 +46,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
         loop {
             let mut n = 0;
             while n < BATCH {
-                match mmsg::read(tun, &mut bufs[n * SLOT_SIZE..(n + 1) * SLOT_SIZE]) {
+                match mmsg::read(tun, &mut slots.get_mut(n)[at..at + max]) {
                     Ok(len) => {
                         lens[n] = len;
                         n += 1;
@@ -61,38 +63,30 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
 
             let table = ctx.table.load();
             let now = ctx.now_ns();
-            sends.clear();
+            batch.clear();
             for (i, &len) in lens[..n].iter().enumerate() {
-                let packet = &mut bufs[i * SLOT_SIZE..i * SLOT_SIZE + len];
-                match enc.encapsulate(&table, packet, &mut reply, now) {
-                    Egress::Send(peer) => sends.push(Outgoing {
-                        peer,
-                        seq: i as u16,
-                        slot: i as u16,
-                        len: len as u16,
-                    }),
-                    Egress::Reply { len, reason } => {
-                        local.drop(reason);
-                        if mmsg::write(tun, &reply[..len]).is_ok() {
-                            local.icmp_sent += 1;
-                        }
-                    }
-                    Egress::Drop(reason) => local.drop(reason),
+                let _ = batch.push(&table, i as u16, slots.get_mut(i), len, now);
+            }
+            let replies = batch.replies().iter();
+            let sent = replies
+                .filter(|(slot, span)| {
+                    mmsg::writev(tun, slots.get(usize::from(*slot)), &[*span]).is_ok()
+                })
+                .count();
+            batch.local.icmp_sent += sent as u64;
+            unsent.clear();
+            batch.for_each_peer_run(&table, |peer, run, spans| {
+                let addr = ctx.peer_sockaddr(peer.addr);
+                unsent.push(out.send(udp, |s| slots.get(s), run, spans, &addr));
+            });
+            for u in &unsent {
+                batch.local.drops[DropReason::SendError as usize] += u.datagrams;
+                if let Some(errno) = u.gso_errno {
+                    gso_refused(&mut batch, errno);
                 }
             }
-            let bufs = &bufs;
-            for_each_peer_run(&ctx, &table, &mut sends, |addr, run| {
-                let packets = run.iter().map(|o| {
-                    let at = usize::from(o.slot) * SLOT_SIZE;
-                    (&bufs[at..at + usize::from(o.len)], addr)
-                });
-                let sent = out.send(udp, packets);
-                local.tx_packets += sent.packets;
-                local.tx_bytes += sent.bytes;
-                local.drops[DropReason::SendError as usize] += sent.failed;
-            });
-            log.note(&local);
-            ctx.counters.absorb(&mut local);
+            log.note(&batch.local);
+            ctx.counters.absorb(&mut batch.local);
             if n < BATCH {
                 break;
             }
@@ -103,51 +97,46 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
 
 /// Peers → TUN, until the stop flag is set.
 pub fn ingress(ctx: Ctx) -> io::Result<()> {
-    let mut poll = Poll::new()?;
-    let udp_fd = ctx.udp.as_raw_fd();
-    poll.registry()
-        .register(&mut SourceFd(&udp_fd), Token(0), Interest::READABLE)?;
-    let mut events = Events::with_capacity(4);
+    let (mut poll, mut events) = register(&*ctx.udp)?;
     let tun = ctx.tun.as_fd();
     let udp = ctx.udp.as_fd();
-    let mut batch = RecvBatch::new(BATCH, SLOT_SIZE);
-    let mut local = LocalCounters::default();
+    let mut batch = ctx.ingress_batch();
+    let mut recv = RecvBatch::new(BATCH, batch.recv_range());
     let mut log = DropLog::new("ingress");
-    let mut tally = PeerTally::new();
 
     while !ctx.stopped() {
         wait(&mut poll, &mut events)?;
         // Edge-triggered: drain the socket until it would block.
         loop {
-            let n = batch.recv(udp)?;
+            let n = match recv.recv(udp) {
+                Ok(n) => n,
+                Err(e) => {
+                    // A queued ICMP error (ECONNREFUSED and the like) ends no dataplane; the
+                    // next datagram wakes the loop again.
+                    tracing::debug!("UDP receive failed: {e}");
+                    break;
+                }
+            };
             if n == 0 {
                 break;
             }
             let table = ctx.table.load();
+            batch.clear();
             for i in 0..n {
-                let Some((payload, from, truncated)) = batch.get(i) else {
-                    break;
-                };
-                let verdict = match from {
-                    _ if truncated => Ingress::Drop(DropReason::Malformed),
-                    Some(from) => decapsulate(&table, from, payload),
-                    None => Ingress::Drop(DropReason::UnknownPeer),
-                };
-                match verdict {
-                    Ingress::Deliver(peer) => match mmsg::write(tun, payload) {
-                        Ok(_) => {
-                            tally.add(peer, payload.len());
-                            local.rx_packets += 1;
-                            local.rx_bytes += payload.len() as u64;
-                        }
-                        Err(_) => local.drop(DropReason::TunWriteError),
-                    },
-                    Ingress::Drop(reason) => local.drop(reason),
+                if let Some((buf, meta)) = recv.get(i) {
+                    let _ = batch.push(&table, i as u16, buf, meta);
                 }
             }
-            tally.flush(&table);
-            log.note(&local);
-            ctx.counters.absorb(&mut local);
+            let mut failed = 0;
+            for w in batch.writes() {
+                if mmsg::writev(tun, recv.slot(usize::from(w.slot)), batch.spans(w)).is_err() {
+                    failed += u64::from(w.packets);
+                }
+            }
+            batch.local.drops[DropReason::TunWriteError as usize] += failed;
+            batch.count_peers(&table);
+            log.note(&batch.local);
+            ctx.counters.absorb(&mut batch.local);
             if n < BATCH {
                 break;
             }

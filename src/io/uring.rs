@@ -5,9 +5,10 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use datapath::{decapsulate, DropReason, Ingress, LocalCounters};
+use datapath::batch::{EgressBatch, IngressBatch};
+use datapath::DropReason;
 
-use super::{for_each_peer_run, Ctx, DropLog, Outgoing, PeerTally, BATCH, SLOT_SIZE, TICK};
+use super::{gso_refused, Ctx, DropLog, BATCH, TICK};
 use crate::sys::uring::{Completion, Op, Ring};
 
 /// Slots per ring: reads (or receives) kept in flight plus room for sends and writes in flight.
@@ -16,7 +17,7 @@ const ENTRIES: u32 = 2 * SLOTS as u32;
 
 /// Whether io_uring can be set up here (a ring of the size the loops use).
 pub fn probe() -> io::Result<()> {
-    Ring::new(ENTRIES, 1, 64).map(drop)
+    Ring::new(ENTRIES, 1).map(drop)
 }
 
 /// Slots not in flight, as a stack.
@@ -34,218 +35,178 @@ impl FreeSlots {
     }
 }
 
-/// TUN → peers, until the stop flag is set.
-///
-/// Keeps up to [`BATCH`] TUN reads in flight; each round decides every completed read, queues
-/// the sends grouped by peer (and any ICMP error back into the TUN), re-arms the reads, and
-/// submits it all with one `io_uring_enter`.
-pub fn egress(ctx: Ctx) -> io::Result<()> {
-    let mut egress = EgressLoop {
-        ring: Ring::new(ENTRIES, SLOTS, SLOT_SIZE)?,
-        tun: ctx.tun.as_raw_fd(),
-        udp: ctx.udp.as_raw_fd(),
-        enc: ctx.encapsulator(),
-        free: FreeSlots::all(SLOTS),
-        reads: 0,
-        done: Vec::with_capacity(2 * SLOTS),
-        ready: Vec::with_capacity(SLOTS),
-        sends: Vec::with_capacity(SLOTS),
-        reply: vec![0u8; datapath::icmp::MAX_LEN],
-        local: LocalCounters::default(),
-        log: DropLog::new("egress"),
-        ctx,
-    };
-    while !egress.ctx.stopped() {
-        egress.round()?;
-    }
-    Ok(())
-}
-
-/// The egress loop's state; every buffer is allocated once, before the first round.
-struct EgressLoop {
-    ctx: Ctx,
+/// A loop's ring and the slots it does not use.
+struct Slots {
     ring: Ring,
-    tun: RawFd,
-    udp: RawFd,
-    enc: datapath::Encapsulator,
     free: FreeSlots,
-    /// TUN reads in flight.
-    reads: usize,
     done: Vec<Completion>,
-    /// `(slot, length)` of the packets read this round.
-    ready: Vec<(usize, usize)>,
-    sends: Vec<Outgoing>,
-    reply: Vec<u8>,
-    local: LocalCounters,
-    log: DropLog,
 }
 
-impl EgressLoop {
+impl Slots {
+    fn new() -> io::Result<Slots> {
+        Ok(Slots {
+            ring: Ring::new(ENTRIES, SLOTS)?,
+            free: FreeSlots::all(SLOTS),
+            done: Vec::with_capacity(2 * SLOTS),
+        })
+    }
+
+    /// Submits, waits for completions (at most [`TICK`]) and collects them.
     fn round(&mut self) -> io::Result<()> {
-        while self.reads < BATCH {
-            let Some(slot) = self.free.pop() else { break };
-            self.ring.read(self.tun, slot)?;
-            self.reads += 1;
-        }
         self.ring.submit_and_wait(TICK)?;
         self.done.clear();
         self.ring.completions(&mut self.done);
+        Ok(())
+    }
 
-        self.ready.clear();
-        for c in &self.done {
+    /// Frees the slot of `c` if that was its last operation in flight.
+    fn release(&mut self, c: &Completion) {
+        if c.idle {
+            self.free.push(c.slot);
+        }
+    }
+}
+
+/// TUN → peers, until the stop flag is set.
+///
+/// Keeps up to [`BATCH`] TUN reads in flight; each round hands every completed read to the
+/// egress batch, queues the sends it asks for (grouped by peer) and any ICMP error back into
+/// the TUN, re-arms the reads, and submits it all with one `io_uring_enter`.
+pub fn egress(ctx: Ctx) -> io::Result<()> {
+    let mut slots = Slots::new()?;
+    let mut batch = ctx.egress_batch();
+    let (tun, udp) = (ctx.tun.as_raw_fd(), ctx.udp.as_raw_fd());
+    let range = batch.read_range();
+    let mut reads = 0;
+    let mut log = DropLog::new("egress");
+    while !ctx.stopped() {
+        while reads < BATCH {
+            let Some(slot) = slots.free.pop() else { break };
+            slots.ring.read(tun, slot, range)?;
+            reads += 1;
+        }
+        slots.round()?;
+        let table = ctx.table.load();
+        let now = ctx.now_ns();
+        batch.clear();
+        for i in 0..slots.done.len() {
+            let c = slots.done[i];
             match c.op {
                 Op::Read => {
-                    self.reads -= 1;
+                    reads -= 1;
                     if c.result > 0 {
-                        self.ready.push((c.slot, c.result as usize));
-                        continue;
-                    }
-                    if c.result < 0 && ![-libc::EAGAIN, -libc::EINTR].contains(&c.result) {
+                        let buf = slots.ring.buf_mut(c.slot);
+                        if batch.push(&table, c.slot as u16, buf, c.result as usize, now) {
+                            continue;
+                        }
+                    } else if c.result < 0 && ![-libc::EAGAIN, -libc::EINTR].contains(&c.result) {
                         // The device is gone (EBADFD) or broken: end the thread, so the
                         // dataplane stops with this error instead of re-arming failing reads.
                         return Err(super::tun_error(io::Error::from_raw_os_error(-c.result)));
                     }
                 }
-                Op::Send => {
-                    if c.result >= 0 {
-                        self.local.tx_packets += 1;
-                        self.local.tx_bytes += c.result as u64;
-                    } else {
-                        self.local.drop(DropReason::SendError);
-                    }
+                Op::Send if c.result < 0 => {
+                    batch.local.drops[DropReason::SendError as usize] += u64::from(c.count);
+                    gso_refused(&mut batch, -c.result);
                 }
-                Op::Write => {
-                    if c.result >= 0 {
-                        self.local.icmp_sent += 1;
-                    }
-                }
-                Op::Recv => {}
+                Op::Write if c.result >= 0 => batch.local.icmp_sent += 1,
+                _ => {}
             }
-            self.free.push(c.slot);
+            slots.release(&c);
         }
-        if !self.ready.is_empty() {
-            self.decide()?;
-        }
+        queue_egress(&ctx, &mut slots.ring, &mut batch, &table, tun, udp)?;
         // Every round, also one with only send or ICMP completions, so the counters never lag.
-        self.log.note(&self.local);
-        self.ctx.counters.absorb(&mut self.local);
-        Ok(())
+        log.note(&batch.local);
+        ctx.counters.absorb(&mut batch.local);
     }
+    Ok(())
+}
 
-    /// Decides every packet read this round; queues ICMP errors back into the TUN and the sends
-    /// grouped by peer.
-    fn decide(&mut self) -> io::Result<()> {
-        let table = self.ctx.table.load();
-        let now = self.ctx.now_ns();
-        self.sends.clear();
-        for (seq, &(slot, len)) in self.ready.iter().enumerate() {
-            let packet = &mut self.ring.buf_mut(slot)[..len];
-            match self.enc.encapsulate(&table, packet, &mut self.reply, now) {
-                datapath::Egress::Send(peer) => {
-                    let (seq, slot, len) = (seq as u16, slot as u16, len as u16);
-                    self.sends.push(Outgoing {
-                        peer,
-                        seq,
-                        slot,
-                        len,
-                    });
-                    continue;
-                }
-                datapath::Egress::Reply { len, reason } => {
-                    self.local.drop(reason);
-                    self.ring.buf_mut(slot)[..len].copy_from_slice(&self.reply[..len]);
-                    self.ring.write(self.tun, slot, len)?;
-                    continue;
-                }
-                datapath::Egress::Drop(reason) => self.local.drop(reason),
-            }
-            self.free.push(slot);
-        }
-        let (ring, udp) = (&mut self.ring, self.udp);
-        let mut res = Ok(());
-        for_each_peer_run(&self.ctx, &table, &mut self.sends, |addr, run| {
-            for o in run {
-                if res.is_ok() {
-                    res = ring.send_to(udp, usize::from(o.slot), usize::from(o.len), addr);
-                }
-            }
-        });
-        res
+/// Queues the batch's ICMP errors into the TUN and its sends, grouped by peer.
+fn queue_egress(
+    ctx: &Ctx,
+    ring: &mut Ring,
+    batch: &mut EgressBatch,
+    table: &datapath::Table,
+    tun: RawFd,
+    udp: RawFd,
+) -> io::Result<()> {
+    for &(slot, span) in batch.replies() {
+        ring.writev(tun, usize::from(slot), 1, &[span])?;
     }
+    let mut res = Ok(());
+    batch.for_each_peer_run(table, |peer, run, spans| {
+        let addr = ctx.peer_sockaddr(peer.addr);
+        for s in run {
+            if res.is_ok() {
+                let spans = &spans[s.spans.0 as usize..s.spans.1 as usize];
+                let (slot, part) = (usize::from(s.slot), usize::from(s.part));
+                res = ring.send(udp, slot, part, spans, &addr, s.segment_size);
+            }
+        }
+    });
+    res
 }
 
 /// Peers → TUN, until the stop flag is set.
 ///
-/// Keeps up to [`BATCH`] receives in flight; each round checks every received datagram, queues
-/// the TUN writes of those that pass, re-arms the receives, and submits it all at once.
+/// Keeps up to [`BATCH`] receives in flight; each round hands every received datagram (or GRO
+/// train) to the ingress batch, queues the TUN writes it asks for, re-arms the receives, and
+/// submits it all at once.
 pub fn ingress(ctx: Ctx) -> io::Result<()> {
-    let mut ring = Ring::new(ENTRIES, SLOTS, SLOT_SIZE)?;
-    let tun: RawFd = ctx.tun.as_raw_fd();
-    let udp: RawFd = ctx.udp.as_raw_fd();
-    let mut free = FreeSlots::all(SLOTS);
-    let mut recvs = 0usize;
-    let mut done: Vec<Completion> = Vec::with_capacity(2 * SLOTS);
-    let mut local = LocalCounters::default();
+    let mut slots = Slots::new()?;
+    let mut batch = ctx.ingress_batch();
+    let (tun, udp) = (ctx.tun.as_raw_fd(), ctx.udp.as_raw_fd());
+    let range = batch.recv_range();
+    let mut recvs = 0;
     let mut log = DropLog::new("ingress");
-    let mut tally = PeerTally::new();
-
     while !ctx.stopped() {
         while recvs < BATCH {
-            let Some(slot) = free.pop() else { break };
-            ring.recv_from(udp, slot)?;
+            let Some(slot) = slots.free.pop() else { break };
+            slots.ring.recv(udp, slot, range)?;
             recvs += 1;
         }
-        ring.submit_and_wait(TICK)?;
-        done.clear();
-        ring.completions(&mut done);
-        if done.is_empty() {
+        slots.round()?;
+        if slots.done.is_empty() {
             continue;
         }
-
         let table = ctx.table.load();
-        for c in &done {
+        batch.clear();
+        for i in 0..slots.done.len() {
+            let c = slots.done[i];
             match c.op {
                 Op::Recv => {
                     recvs -= 1;
                     if c.result >= 0 {
-                        let len = c.result as usize;
-                        let verdict = match ring.source(c.slot) {
-                            Some((from, false)) => {
-                                decapsulate(&table, from, &ring.buf(c.slot)[..len])
-                            }
-                            Some((_, true)) => Ingress::Drop(DropReason::Malformed),
-                            None => Ingress::Drop(DropReason::UnknownPeer),
-                        };
-                        match verdict {
-                            Ingress::Deliver(peer) => {
-                                tally.add(peer, len);
-                                ring.write(tun, c.slot, len)?;
-                                continue;
-                            }
-                            Ingress::Drop(reason) => local.drop(reason),
+                        let meta = slots.ring.recv_meta(c.slot, c.result as usize);
+                        let buf = slots.ring.buf_mut(c.slot);
+                        if batch.push(&table, c.slot as u16, buf, meta) {
+                            continue;
                         }
                     } else if c.result != -libc::EAGAIN && c.result != -libc::EINTR {
-                        tracing::debug!(
-                            "UDP receive failed: {}",
-                            io::Error::from_raw_os_error(-c.result)
-                        );
+                        // A queued ICMP error (ECONNREFUSED and the like) ends no dataplane.
+                        let e = io::Error::from_raw_os_error(-c.result);
+                        tracing::debug!("UDP receive failed: {e}");
                     }
                 }
-                Op::Write => {
-                    if c.result >= 0 {
-                        local.rx_packets += 1;
-                        local.rx_bytes += c.result as u64;
-                    } else {
-                        local.drop(DropReason::TunWriteError);
-                    }
+                Op::Write if c.result < 0 => {
+                    batch.local.drops[DropReason::TunWriteError as usize] += u64::from(c.count);
                 }
-                Op::Read | Op::Send => {}
+                _ => {}
             }
-            free.push(c.slot);
+            slots.release(&c);
         }
-        tally.flush(&table);
-        log.note(&local);
-        ctx.counters.absorb(&mut local);
+        queue_ingress(&mut slots.ring, &batch, tun)?;
+        batch.count_peers(&table);
+        log.note(&batch.local);
+        ctx.counters.absorb(&mut batch.local);
+    }
+    Ok(())
+}
+
+fn queue_ingress(ring: &mut Ring, batch: &IngressBatch, tun: RawFd) -> io::Result<()> {
+    for w in batch.writes() {
+        ring.writev(tun, usize::from(w.slot), w.packets, batch.spans(w))?;
     }
     Ok(())
 }

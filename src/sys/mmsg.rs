@@ -1,33 +1,32 @@
-//! The readiness fallback's batched I/O: `recvmmsg`/`sendmmsg` on the UDP socket, and single
-//! reads and writes on the TUN descriptor (a TUN without offloads moves one packet per call).
+//! The readiness fallback's batched I/O: `recvmmsg`/`sendmmsg` on the UDP socket (with the
+//! GSO and GRO control messages), and one `read` or `writev` per packet or super-packet on the
+//! TUN descriptor (a TUN has no batch call).
 
 use std::io;
 use std::mem;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use datapath::batch::{RecvMeta, Send, Span, MAX_SPANS, SLOT_SIZE};
 use socket2::SockAddr;
+
+use super::cmsg::{self, CmsgBuf};
+use super::{cvt, fill_iovs};
 
 /// Reads one packet from `fd` into `buf`.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
-    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    let n = cvt(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })?;
+    Ok(n as usize)
 }
 
-/// Writes one packet to `fd`.
-pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the duration of the call.
-    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+/// Writes the `spans` of `buf` to `fd` as one packet.
+pub fn writev(fd: BorrowedFd<'_>, buf: &[u8], spans: &[Span]) -> io::Result<usize> {
+    let mut iovs = [zeroed::<libc::iovec>(); MAX_SPANS];
+    let n = fill_iovs(buf, spans, &mut iovs);
+    // SAFETY: the first `n` iovecs point into `buf`, borrowed for the call; the kernel only
+    // reads them.
+    let n = cvt(unsafe { libc::writev(fd.as_raw_fd(), iovs.as_ptr(), n as libc::c_int) })?;
+    Ok(n as usize)
 }
 
 /// A zeroed C struct of the kinds used here.
@@ -42,37 +41,56 @@ impl Zeroable for libc::iovec {}
 impl Zeroable for libc::sockaddr_storage {}
 impl Zeroable for libc::mmsghdr {}
 
-/// Up to `n` datagrams received with one `recvmmsg`, in buffers this batch owns.
+/// Slot buffers of [`SLOT_SIZE`] bytes, allocated once.
+pub struct Slots(Box<[u8]>);
+
+impl Slots {
+    pub fn new(n: usize) -> Slots {
+        Slots(vec![0u8; n * SLOT_SIZE].into_boxed_slice())
+    }
+
+    pub fn get(&self, slot: usize) -> &[u8] {
+        &self.0[slot * SLOT_SIZE..(slot + 1) * SLOT_SIZE]
+    }
+
+    pub fn get_mut(&mut self, slot: usize) -> &mut [u8] {
+        &mut self.0[slot * SLOT_SIZE..(slot + 1) * SLOT_SIZE]
+    }
+}
+
+/// Up to `n` receives with one `recvmmsg`, each into its own slot at `range`, with room for
+/// the `UDP_GRO` control message.
 ///
 /// The message headers point into the batch's own boxed slices, which never move.
 pub struct RecvBatch {
-    slot_size: usize,
-    bufs: Box<[u8]>,
+    slots: Slots,
     /// Only pointed to by `hdrs`; kept alive here.
     _iovs: Box<[libc::iovec]>,
     addrs: Box<[libc::sockaddr_storage]>,
+    cmsgs: Box<[CmsgBuf]>,
     hdrs: Box<[libc::mmsghdr]>,
     count: usize,
 }
 
 impl RecvBatch {
-    pub fn new(n: usize, slot_size: usize) -> RecvBatch {
-        let mut bufs = vec![0u8; n * slot_size].into_boxed_slice();
+    pub fn new(n: usize, range: (usize, usize)) -> RecvBatch {
+        let mut slots = Slots::new(n);
         let mut iovs: Box<[libc::iovec]> = (0..n).map(|_| zeroed()).collect();
         let mut addrs: Box<[libc::sockaddr_storage]> = (0..n).map(|_| zeroed()).collect();
+        let cmsgs: Box<[CmsgBuf]> = (0..n).map(|_| CmsgBuf::new()).collect();
         let mut hdrs: Box<[libc::mmsghdr]> = (0..n).map(|_| zeroed()).collect();
         for i in 0..n {
-            iovs[i].iov_base = bufs[i * slot_size..].as_mut_ptr().cast();
-            iovs[i].iov_len = slot_size;
+            iovs[i].iov_base = slots.get_mut(i)[range.0..].as_mut_ptr().cast();
+            iovs[i].iov_len = range.1;
             hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
             hdrs[i].msg_hdr.msg_iovlen = 1;
             hdrs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
         }
         RecvBatch {
-            slot_size,
-            bufs,
+            slots,
             _iovs: iovs,
             addrs,
+            cmsgs,
             hdrs,
             count: 0,
         }
@@ -82,13 +100,14 @@ impl RecvBatch {
     /// waiting.
     pub fn recv(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
         self.count = 0;
-        for h in self.hdrs.iter_mut() {
+        for (h, c) in self.hdrs.iter_mut().zip(self.cmsgs.iter_mut()) {
             h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_hdr.msg_flags = 0;
+            cmsg::expect_gro(&mut h.msg_hdr, c);
             h.msg_len = 0;
         }
-        // SAFETY: every header points at this batch's own iovec, buffer and address storage,
-        // sized as the header says, all alive and unaliased for the call.
+        // SAFETY: every header points at this batch's own iovec, buffer, address storage and
+        // control buffer, sized as the header says, all alive and unaliased for the call.
         let n = unsafe {
             libc::recvmmsg(
                 fd.as_raw_fd(),
@@ -98,84 +117,93 @@ impl RecvBatch {
                 std::ptr::null_mut(),
             )
         };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
+        match cvt(n) {
+            Ok(n) => self.count = n as usize,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        self.count = n as usize;
         Ok(self.count)
     }
 
-    /// Datagram `i` of the last [`RecvBatch::recv`]: payload, source, truncated.
-    pub fn get(&self, i: usize) -> Option<(&[u8], Option<SocketAddr>, bool)> {
+    /// The buffer of slot `i`.
+    pub fn slot(&self, i: usize) -> &[u8] {
+        self.slots.get(i)
+    }
+
+    /// Receive `i` of the last [`RecvBatch::recv`]: its slot buffer and what the kernel said.
+    pub fn get(&mut self, i: usize) -> Option<(&mut [u8], RecvMeta)> {
         if i >= self.count {
             return None;
         }
         let h = &self.hdrs[i];
-        let len = (h.msg_len as usize).min(self.slot_size);
-        let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-        let from = super::socket_addr(&self.addrs[i], h.msg_hdr.msg_namelen);
-        Some((
-            &self.bufs[i * self.slot_size..i * self.slot_size + len],
-            from,
-            truncated,
-        ))
+        let meta = RecvMeta {
+            len: h.msg_len as usize,
+            from: super::socket_addr(&self.addrs[i], h.msg_hdr.msg_namelen),
+            truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            stride: cmsg::gro_size(&h.msg_hdr),
+        };
+        Some((self.slots.get_mut(i), meta))
     }
 }
 
-/// Scratch space for [`SendBatch::send`]: headers and iovecs for up to `n` datagrams.
+/// Scratch space for [`SendBatch::send`]: headers, iovecs and control buffers for up to `n`
+/// messages.
 pub struct SendBatch {
     iovs: Box<[libc::iovec]>,
+    cmsgs: Box<[CmsgBuf]>,
     hdrs: Box<[libc::mmsghdr]>,
 }
 
-/// What a [`SendBatch::send`] did.
+/// What a [`SendBatch::send`] could not send.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Sent {
-    pub packets: u64,
-    pub bytes: u64,
-    pub failed: u64,
+pub struct Unsent {
+    /// Datagrams the kernel refused.
+    pub datagrams: u64,
+    /// The error of a refused GSO send, if one was.
+    pub gso_errno: Option<i32>,
 }
 
 impl SendBatch {
     pub fn new(n: usize) -> SendBatch {
         SendBatch {
-            iovs: (0..n).map(|_| zeroed()).collect(),
+            iovs: (0..n * MAX_SPANS).map(|_| zeroed()).collect(),
+            cmsgs: (0..n).map(|_| CmsgBuf::new()).collect(),
             hdrs: (0..n).map(|_| zeroed()).collect(),
         }
     }
 
-    /// Sends every `(payload, destination)` with as few `sendmmsg` calls as the batch size
-    /// allows. A datagram the kernel refuses is counted as failed and skipped; the rest go on.
+    /// Sends every one of `sends` to `addr` with as few `sendmmsg` calls as the batch size
+    /// allows; a send's bytes are its `spans` of the buffer `slot(send.slot)`. A send the
+    /// kernel refuses is counted and skipped; the rest go on.
     pub fn send<'a>(
         &mut self,
         fd: BorrowedFd<'_>,
-        packets: impl IntoIterator<Item = (&'a [u8], &'a SockAddr)>,
-    ) -> Sent {
-        let mut sent = Sent::default();
-        let mut packets = packets.into_iter().peekable();
-        while packets.peek().is_some() {
-            let mut n = 0;
-            while n < self.hdrs.len() {
-                let Some((payload, addr)) = packets.next() else {
-                    break;
-                };
-                self.iovs[n].iov_base = payload.as_ptr() as *mut libc::c_void;
-                self.iovs[n].iov_len = payload.len();
-                let h = &mut self.hdrs[n].msg_hdr;
-                h.msg_iov = &mut self.iovs[n];
-                h.msg_iovlen = 1;
+        slot: impl Fn(usize) -> &'a [u8],
+        sends: &[Send],
+        spans: &[Span],
+        addr: &SockAddr,
+    ) -> Unsent {
+        let mut unsent = Unsent::default();
+        for chunk in sends.chunks(self.hdrs.len()) {
+            let mut iov_at = 0;
+            for (i, s) in chunk.iter().enumerate() {
+                let spans = &spans[s.spans.0 as usize..s.spans.1 as usize];
+                let n = fill_iovs(slot(usize::from(s.slot)), spans, &mut self.iovs[iov_at..]);
+                let h = &mut self.hdrs[i].msg_hdr;
+                h.msg_iov = &mut self.iovs[iov_at];
+                h.msg_iovlen = n;
                 h.msg_name = addr.as_ptr() as *mut libc::c_void;
                 h.msg_namelen = addr.len();
-                n += 1;
+                cmsg::set_segment_size(h, &mut self.cmsgs[i], s.segment_size);
+                iov_at += n;
             }
+            let n = chunk.len();
             let mut done = 0;
             while done < n {
-                // SAFETY: headers 0..n point at payloads and addresses borrowed for `'a`, which
-                // outlives this call, and at iovecs in `self`; the kernel only reads them.
+                // SAFETY: headers done..n point at the slot buffers borrowed for `'a` and at
+                // the address, both outliving this call, and at iovecs and control buffers in
+                // `self`; the kernel only reads them.
                 let r = unsafe {
                     libc::sendmmsg(
                         fd.as_raw_fd(),
@@ -184,21 +212,20 @@ impl SendBatch {
                         0,
                     )
                 };
-                if r < 0 {
-                    if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                        continue;
+                match cvt(r) {
+                    Ok(r) => done += r as usize,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let s = &chunk[done];
+                        unsent.datagrams += u64::from(s.datagrams);
+                        if s.segment_size != 0 {
+                            unsent.gso_errno = e.raw_os_error();
+                        }
+                        done += 1;
                     }
-                    sent.failed += 1;
-                    done += 1;
-                } else {
-                    for h in &self.hdrs[done..done + r as usize] {
-                        sent.packets += 1;
-                        sent.bytes += u64::from(h.msg_len);
-                    }
-                    done += r as usize;
                 }
             }
         }
-        sent
+        unsent
     }
 }

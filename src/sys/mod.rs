@@ -1,11 +1,32 @@
 //! Every `unsafe` block of the crate lives below this module.
 
+pub mod cmsg;
 pub mod mmsg;
 pub mod sockopt;
 pub mod udp;
 pub mod uring;
 
+use std::io;
 use std::net::SocketAddr;
+
+/// Turns a libc return value into a result: -1 is the thread's `errno`.
+fn cvt<T: Copy + PartialEq + From<i8>>(rc: T) -> io::Result<T> {
+    if rc == T::from(-1) {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// iovecs for `spans` of `buf`, written into `iovs` (which must be at least as long).
+fn fill_iovs(buf: &[u8], spans: &[datapath::batch::Span], iovs: &mut [libc::iovec]) -> usize {
+    for (iov, span) in iovs.iter_mut().zip(spans) {
+        let bytes = span.of(buf);
+        iov.iov_base = bytes.as_ptr() as *mut libc::c_void;
+        iov.iov_len = bytes.len();
+    }
+    spans.len().min(iovs.len())
+}
 
 /// The IP socket address the kernel wrote into `storage` (`len` bytes), if it is one.
 fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {

@@ -66,3 +66,20 @@ pub fn allow_fragmentation(fd: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
         r
     }
 }
+
+/// Whether the kernel takes `UDP_SEGMENT` on this socket (Linux 4.18+): setting a socket-wide
+/// segment size is refused where sends could not carry one. The size set here is cleared
+/// again: each send that wants GSO says its own size in a control message.
+pub fn probe_gso(fd: BorrowedFd<'_>) -> bool {
+    let ok = set_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT, 1400).is_ok();
+    ok && set_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT, 0).is_ok()
+}
+
+/// Asks the kernel to hand over coalesced datagrams (Linux 5.0+), each receive with a
+/// `UDP_GRO` control message that gives the segment size.
+///
+/// # Errors
+/// The `setsockopt` error: the kernel has no UDP GRO.
+pub fn enable_gro(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1)
+}

@@ -2,18 +2,24 @@
 //!
 //! The `io-uring` crate's `SubmissionQueue::push` is `unsafe` because the kernel reads and
 //! writes an operation's buffers until its completion arrives. [`Ring`] holds that invariant in
-//! one place: it owns a fixed array of equal-sized slots (buffer + `msghdr` + socket address),
-//! marks a slot busy from submission to completion, hands out a slot's bytes only while it is
-//! not busy, and on drop cancels what is in flight and waits for it before freeing anything.
+//! one place: it owns a fixed array of slots (a [`SLOT_SIZE`] buffer, iovecs, message headers,
+//! control buffers and a socket address each), counts a slot's operations from submission to
+//! completion, hands out a slot's bytes only while none is in flight, and on drop cancels what
+//! is in flight and waits for it before freeing anything. Every operation of a slot points
+//! only into that slot.
 
 use std::io;
 use std::mem;
-use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
+use datapath::batch::{RecvMeta, Span, MAX_SPANS, SLOT_SIZE};
+use datapath::offload::MAX_SEGMENTS;
 use io_uring::{opcode, squeue, types, IoUring};
 use socket2::SockAddr;
+
+use super::cmsg::{self, CmsgBuf};
+use super::fill_iovs;
 
 /// The kind of operation a completion belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,149 +30,172 @@ pub enum Op {
     Recv = 4,
 }
 
-/// One finished operation: its slot, its kind and the kernel's result (bytes, or `-errno`).
+/// One finished operation: its slot, its kind, how many datagrams or packets it carried
+/// (sends and writes) and the kernel's result (bytes, or `-errno`).
 #[derive(Clone, Copy, Debug)]
 pub struct Completion {
     pub slot: usize,
     pub op: Op,
+    pub count: u16,
     pub result: i32,
+    /// This was the slot's last operation in flight: the slot is idle now.
+    pub idle: bool,
 }
 
 const CANCEL_USER_DATA: u64 = u64::MAX;
+/// Message headers per slot: one per datagram of a super-packet sent without GSO.
+const MSGS: usize = MAX_SEGMENTS;
 
-/// Per-slot message header for `sendmsg`/`recvmsg`. Self-referential (the header points at the
-/// iovec and the address beside it), so slots live in a boxed slice that never moves.
+/// A slot's message state. Self-referential (headers point at the iovecs, the address and
+/// the control buffers beside them), so slots live in a boxed slice that never moves.
 #[repr(C)]
-struct MsgSlot {
-    hdr: libc::msghdr,
-    iov: libc::iovec,
+struct Meta {
+    hdrs: [libc::msghdr; MSGS],
+    cmsgs: [CmsgBuf; MSGS],
+    iovs: [libc::iovec; MAX_SPANS],
     addr: libc::sockaddr_storage,
+    /// iovecs taken by the operations in flight.
+    iovs_used: usize,
+    /// Operations in flight.
+    pending: u32,
 }
 
 pub struct Ring {
     ring: IoUring,
-    slot_size: usize,
     bufs: Box<[u8]>,
-    msgs: Box<[MsgSlot]>,
-    busy: Box<[bool]>,
+    metas: Box<[Meta]>,
     in_flight: usize,
 }
 
 impl Ring {
-    /// A ring with `entries` submission entries and `slots` buffers of `slot_size` bytes.
+    /// A ring with `entries` submission entries and `slots` slots.
     ///
     /// # Errors
     /// When io_uring cannot be set up: kernel without it, `kernel.io_uring_disabled`, or a
     /// seccomp profile that forbids `io_uring_setup` (EPERM / ENOSYS).
-    pub fn new(entries: u32, slots: usize, slot_size: usize) -> io::Result<Ring> {
+    pub fn new(entries: u32, slots: usize) -> io::Result<Ring> {
+        let cq = entries.max(slots as u32) * 2;
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_coop_taskrun()
-            .setup_cqsize(entries.max(slots as u32) * 2)
+            .setup_cqsize(cq)
             .build(entries)
-            .or_else(|_| {
-                IoUring::builder()
-                    .setup_cqsize(entries.max(slots as u32) * 2)
-                    .build(entries)
-            })?;
-        // SAFETY: msghdr, iovec and sockaddr_storage are plain C structs for which all-zero
-        // bytes are a valid (empty) value.
-        let empty: MsgSlot = unsafe { mem::zeroed() };
-        let mut msgs: Box<[MsgSlot]> = (0..slots).map(|_| empty_copy(&empty)).collect();
-        let mut bufs = vec![0u8; slots * slot_size].into_boxed_slice();
-        for (i, m) in msgs.iter_mut().enumerate() {
-            m.iov.iov_base = bufs[i * slot_size..].as_mut_ptr().cast();
-            m.iov.iov_len = slot_size;
-            m.hdr.msg_iov = &mut m.iov;
-            m.hdr.msg_iovlen = 1;
-            m.hdr.msg_name = (&mut m.addr as *mut libc::sockaddr_storage).cast();
-        }
+            .or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))?;
+        let metas: Box<[Meta]> = (0..slots)
+            .map(|_| {
+                // SAFETY: msghdr, iovec and sockaddr_storage are plain C structs and the
+                // rest integers or byte arrays: all-zero bytes are a valid (empty) value.
+                unsafe { mem::zeroed() }
+            })
+            .collect();
         Ok(Ring {
             ring,
-            slot_size,
-            bufs,
-            msgs,
-            busy: vec![false; slots].into_boxed_slice(),
+            bufs: vec![0u8; slots * SLOT_SIZE].into_boxed_slice(),
+            metas,
             in_flight: 0,
         })
     }
 
-    /// The bytes of an idle slot.
+    /// The bytes of an idle slot, to write into.
     ///
     /// # Panics
     /// If the slot has an operation in flight (a bug in the caller's slot bookkeeping).
-    pub fn buf(&self, slot: usize) -> &[u8] {
-        assert!(!self.busy[slot], "slot {slot} is in flight");
-        &self.bufs[slot * self.slot_size..(slot + 1) * self.slot_size]
-    }
-
-    /// The bytes of an idle slot, to write into. Panics like [`Ring::buf`].
     pub fn buf_mut(&mut self, slot: usize) -> &mut [u8] {
-        assert!(!self.busy[slot], "slot {slot} is in flight");
-        &mut self.bufs[slot * self.slot_size..(slot + 1) * self.slot_size]
+        assert_eq!(self.metas[slot].pending, 0, "slot {slot} is in flight");
+        &mut self.bufs[slot * SLOT_SIZE..(slot + 1) * SLOT_SIZE]
     }
 
-    /// Queues a read of one packet from `fd` into `slot`.
-    pub fn read(&mut self, fd: RawFd, slot: usize) -> io::Result<()> {
-        let ptr = self.claim(slot)?;
-        let sqe = opcode::Read::new(types::Fd(fd), ptr, self.slot_size as u32).build();
-        self.push(sqe, Op::Read, slot)
+    /// Queues a read from `fd` into `slot` at `range` (offset, length).
+    pub fn read(&mut self, fd: RawFd, slot: usize, range: (usize, usize)) -> io::Result<()> {
+        let ptr = self.bufs[slot * SLOT_SIZE + range.0..].as_mut_ptr();
+        let sqe = opcode::Read::new(types::Fd(fd), ptr, range.1 as u32).build();
+        self.push(sqe, Op::Read, slot, 1)
     }
 
-    /// Queues a write of the first `len` bytes of `slot` to `fd`.
-    pub fn write(&mut self, fd: RawFd, slot: usize, len: usize) -> io::Result<()> {
-        let len = len.min(self.slot_size);
-        let ptr = self.claim(slot)?;
-        let sqe = opcode::Write::new(types::Fd(fd), ptr, len as u32).build();
-        self.push(sqe, Op::Write, slot)
-    }
-
-    /// Queues a `sendmsg` of the first `len` bytes of `slot` to `addr` on socket `fd`.
-    pub fn send_to(
+    /// Queues a `writev` of `spans` of `slot` to `fd`, one packet or a super-packet of
+    /// `packets`.
+    pub fn writev(
         &mut self,
         fd: RawFd,
         slot: usize,
-        len: usize,
-        addr: &SockAddr,
+        packets: u16,
+        spans: &[Span],
     ) -> io::Result<()> {
-        self.claim(slot)?;
-        let m = &mut self.msgs[slot];
-        m.iov.iov_len = len.min(self.slot_size);
+        let (iov, n) = self.take_iovs(slot, spans)?;
+        let sqe = opcode::Writev::new(types::Fd(fd), iov, n as u32).build();
+        self.push(sqe, Op::Write, slot, packets)
+    }
+
+    /// Queues a `sendmsg` of `spans` of `slot` to `addr` on socket `fd`, with message header
+    /// `msg` of the slot (each send of a slot in flight needs its own), and with
+    /// `UDP_SEGMENT = segment_size` unless it is 0 (then `spans` are one datagram).
+    pub fn send(
+        &mut self,
+        fd: RawFd,
+        slot: usize,
+        msg: usize,
+        spans: &[Span],
+        addr: &SockAddr,
+        segment_size: u16,
+    ) -> io::Result<()> {
+        if msg >= MSGS {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "message index"));
+        }
+        let (iov, n) = self.take_iovs(slot, spans)?;
+        let m = &mut self.metas[slot];
         let alen = (addr.len() as usize).min(mem::size_of::<libc::sockaddr_storage>());
         // SAFETY: both pointers are valid for `alen` bytes (SockAddr's storage is a
         // sockaddr_storage, and alen is clamped to its size) and do not overlap.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 addr.as_ptr().cast::<u8>(),
-                (&mut m.addr as *mut libc::sockaddr_storage).cast::<u8>(),
+                (&raw mut m.addr).cast::<u8>(),
                 alen,
             );
         }
-        m.hdr.msg_namelen = alen as libc::socklen_t;
-        m.hdr.msg_flags = 0;
-        let sqe = opcode::SendMsg::new(types::Fd(fd), &m.hdr).build();
-        self.push(sqe, Op::Send, slot)
+        let hdr = &mut m.hdrs[msg];
+        hdr.msg_name = (&raw mut m.addr).cast();
+        hdr.msg_namelen = alen as libc::socklen_t;
+        hdr.msg_iov = iov;
+        hdr.msg_iovlen = n;
+        hdr.msg_flags = 0;
+        cmsg::set_segment_size(hdr, &mut m.cmsgs[msg], segment_size);
+        let sqe = opcode::SendMsg::new(types::Fd(fd), hdr).build();
+        let datagrams = if segment_size == 0 { 1 } else { n / 2 };
+        self.push(sqe, Op::Send, slot, datagrams as u16)
     }
 
-    /// Queues a `recvmsg` of one datagram on socket `fd` into `slot`; its source is
-    /// [`Ring::source`] after the completion.
-    pub fn recv_from(&mut self, fd: RawFd, slot: usize) -> io::Result<()> {
-        self.claim(slot)?;
-        let m = &mut self.msgs[slot];
-        m.iov.iov_len = self.slot_size;
-        m.hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        m.hdr.msg_flags = 0;
-        let sqe = opcode::RecvMsg::new(types::Fd(fd), &mut m.hdr).build();
-        self.push(sqe, Op::Recv, slot)
+    /// Queues a `recvmsg` of one (GRO: coalesced) datagram on socket `fd` into `slot` at
+    /// `range`; [`Ring::recv_meta`] tells about it after the completion.
+    pub fn recv(&mut self, fd: RawFd, slot: usize, range: (usize, usize)) -> io::Result<()> {
+        let ptr = self.bufs[slot * SLOT_SIZE + range.0..].as_mut_ptr();
+        let m = &mut self.metas[slot];
+        m.iovs[0] = libc::iovec {
+            iov_base: ptr.cast(),
+            iov_len: range.1,
+        };
+        let hdr = &mut m.hdrs[0];
+        hdr.msg_name = (&raw mut m.addr).cast();
+        hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        hdr.msg_iov = &raw mut m.iovs[0];
+        hdr.msg_iovlen = 1;
+        hdr.msg_flags = 0;
+        cmsg::expect_gro(hdr, &mut m.cmsgs[0]);
+        let sqe = opcode::RecvMsg::new(types::Fd(fd), hdr).build();
+        self.push(sqe, Op::Recv, slot, 1)
     }
 
-    /// The source address of the datagram a finished `recv_from` put into `slot`, and whether it
-    /// was truncated (larger than the slot). `None` for an address that is not IP.
-    pub fn source(&self, slot: usize) -> Option<(SocketAddr, bool)> {
-        assert!(!self.busy[slot], "slot {slot} is in flight");
-        let m = &self.msgs[slot];
-        let truncated = m.hdr.msg_flags & libc::MSG_TRUNC != 0;
-        super::socket_addr(&m.addr, m.hdr.msg_namelen).map(|a| (a, truncated))
+    /// What the finished receive of `len` bytes into `slot` said: source, truncation, GRO size.
+    pub fn recv_meta(&self, slot: usize, len: usize) -> RecvMeta {
+        let m = &self.metas[slot];
+        assert_eq!(m.pending, 0, "slot {slot} is in flight");
+        let hdr = &m.hdrs[0];
+        RecvMeta {
+            len,
+            from: super::socket_addr(&m.addr, hdr.msg_namelen),
+            truncated: hdr.msg_flags & libc::MSG_TRUNC != 0,
+            stride: cmsg::gro_size(hdr),
+        }
     }
 
     /// Submits what is queued and waits until at least one completion is there or `timeout`
@@ -188,7 +217,8 @@ impl Ring {
         }
     }
 
-    /// Moves every available completion into `out` (appending) and frees their slots.
+    /// Moves every available completion into `out` (appending); a slot whose last operation
+    /// completed is idle again.
     pub fn completions(&mut self, out: &mut Vec<Completion>) {
         let mut cq = self.ring.completion();
         cq.sync();
@@ -198,55 +228,66 @@ impl Ring {
                 continue;
             }
             let slot = (data & 0xffff_ffff) as usize;
-            let op = match data >> 32 {
+            let count = ((data >> 32) & 0xffff) as u16;
+            let op = match data >> 48 {
                 1 => Op::Read,
                 2 => Op::Write,
                 3 => Op::Send,
                 _ => Op::Recv,
             };
-            if slot < self.busy.len() && self.busy[slot] {
-                self.busy[slot] = false;
-                self.in_flight -= 1;
+            let mut idle = false;
+            if let Some(m) = self.metas.get_mut(slot) {
+                if m.pending > 0 {
+                    m.pending -= 1;
+                    self.in_flight -= 1;
+                    if m.pending == 0 {
+                        m.iovs_used = 0;
+                        idle = true;
+                    }
+                }
             }
             out.push(Completion {
                 slot,
                 op,
+                count,
                 result: cqe.result(),
+                idle,
             });
         }
     }
 
-    fn claim(&mut self, slot: usize) -> io::Result<*mut u8> {
-        if slot >= self.busy.len() || self.busy[slot] {
+    /// Points the slot's next free iovecs at `spans` of its buffer.
+    fn take_iovs(&mut self, slot: usize, spans: &[Span]) -> io::Result<(*mut libc::iovec, usize)> {
+        let m = &mut self.metas[slot];
+        let at = m.iovs_used;
+        if at + spans.len() > MAX_SPANS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "slot busy or out of range",
+                "too many spans",
             ));
         }
-        Ok(self.bufs[slot * self.slot_size..].as_mut_ptr())
+        let buf = &self.bufs[slot * SLOT_SIZE..(slot + 1) * SLOT_SIZE];
+        let n = fill_iovs(buf, spans, &mut m.iovs[at..]);
+        m.iovs_used = at + n;
+        Ok((&raw mut m.iovs[at], n))
     }
 
-    fn push(&mut self, sqe: squeue::Entry, op: Op, slot: usize) -> io::Result<()> {
-        let sqe = sqe.user_data(((op as u64) << 32) | slot as u64);
+    fn push(&mut self, sqe: squeue::Entry, op: Op, slot: usize, count: u16) -> io::Result<()> {
+        let data = ((op as u64) << 48) | (u64::from(count) << 32) | slot as u64;
+        let sqe = sqe.user_data(data);
         if self.ring.submission().is_full() {
             self.ring.submit()?;
         }
-        // SAFETY: the entry points into `self.bufs` / `self.msgs[slot]`, which live as long as
-        // the ring and do not move (boxed slices); the slot is marked busy below, so nothing
-        // hands out or rewrites its memory until the completion frees it, and `Drop` waits for
-        // every in-flight operation before the memory is freed.
+        // SAFETY: the entry points into `self.bufs` and `self.metas[slot]`, which live as long
+        // as the ring and do not move (boxed slices); the slot counts the operation as pending
+        // below, so nothing hands out or rewrites its memory until the completion arrives, and
+        // `Drop` waits for every in-flight operation before the memory is freed.
         unsafe { self.ring.submission().push(&sqe) }
             .map_err(|_| io::Error::new(io::ErrorKind::WouldBlock, "submission queue full"))?;
-        self.busy[slot] = true;
+        self.metas[slot].pending += 1;
         self.in_flight += 1;
         Ok(())
     }
-}
-
-fn empty_copy(m: &MsgSlot) -> MsgSlot {
-    // SAFETY: MsgSlot is plain old data (raw pointers and integers); a bitwise copy of the
-    // zeroed template is a valid zeroed slot.
-    unsafe { std::ptr::read(m) }
 }
 
 impl Drop for Ring {
@@ -270,7 +311,7 @@ impl Drop for Ring {
             // The kernel may still write into the slots: leak them rather than free memory
             // that is in use.
             mem::forget(mem::take(&mut self.bufs));
-            mem::forget(mem::take(&mut self.msgs));
+            mem::forget(mem::take(&mut self.metas));
         }
     }
 }
