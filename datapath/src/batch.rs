@@ -385,16 +385,18 @@ impl IngressBatch {
         }
         let (head, scratch) = buf.split_at_mut(SCRATCH);
         let data = &head[HEADROOM..HEADROOM + meta.len.min(DATA)];
-        let stride = if meta.stride == 0 {
-            data.len()
-        } else {
-            meta.stride
+        let stride = match meta.stride {
+            0 => data.len().max(1),
+            s => s,
         };
         let first_write = self.writes.len();
         let mut cursor = 0;
         let mut open: Option<OpenRun> = None;
-        for (i, packet) in data.chunks(stride.max(1)).enumerate() {
+        // An empty datagram is one (malformed) packet too.
+        let count = data.len().div_ceil(stride).max(1);
+        for i in 0..count {
             let at = HEADROOM + i * stride;
+            let packet = &data[i * stride..((i + 1) * stride).min(data.len())];
             let peer = match decapsulate(table, from, packet) {
                 Ingress::Deliver(peer) => peer,
                 Ingress::Drop(reason) => {
