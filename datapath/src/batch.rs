@@ -221,6 +221,12 @@ impl EgressBatch {
                 return false;
             }
         };
+        // TCP segments are cut to the tunnel MTU; UDP ones keep the application's datagram
+        // size, and one that does not fit is dropped like any packet too big.
+        if segmented.segment_size > mtu {
+            self.local.drop(DropReason::TooBig);
+            return false;
+        }
         // Taken out for the loop (an empty box allocates nothing), put back after it.
         let all = std::mem::take(&mut self.segs);
         let segs = &all[..segmented.count];
@@ -520,5 +526,298 @@ impl IngressBatch {
             table.peer(peer).counters.add_rx(packets, bytes);
         }
         self.tally.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::{Ipv4HeaderSlice, SlicedPacket, TransportSlice};
+
+    use super::*;
+    use crate::offload::testpkt::{set_partial_checksum, tcp_packet, Tcp};
+    use crate::route::Route;
+    use crate::testutil::{ipv4_udp, V4_A, V4_B};
+
+    const MTU: usize = 1400;
+
+    /// Node 1 (198.19.1.0/24, the V4_A side) with node 2 (V4_B) as its one peer, and the
+    /// mirror table of node 2.
+    fn tables() -> (Table, Table) {
+        let net = |s: &str| s.parse().unwrap();
+        let route = |p: &str, a: &str| Route {
+            prefix: net(p),
+            peer: a.parse().unwrap(),
+        };
+        let n1 = Table::new(
+            &[net("198.19.1.0/24")],
+            &[route("198.19.2.0/24", "198.18.0.2:8285")],
+        );
+        let n2 = Table::new(
+            &[net("198.19.2.0/24")],
+            &[route("198.19.1.0/24", "198.18.0.1:8285")],
+        );
+        (n1.unwrap(), n2.unwrap())
+    }
+
+    fn egress(vnet: bool, gso: bool) -> EgressBatch {
+        EgressBatch::new(Encapsulator::new(MTU, 10), vnet, gso)
+    }
+
+    /// A slot buffer holding `packet` as a TUN read puts it, behind `vnet` if given.
+    fn read_into(batch: &EgressBatch, vnet: Option<VnetHdr>, packet: &[u8]) -> (Vec<u8>, usize) {
+        let mut buf = vec![0u8; SLOT_SIZE];
+        let (at, _) = batch.read_range();
+        let mut len = packet.len();
+        if let Some(v) = vnet {
+            let mut h = [0u8; VNET_HDR_LEN];
+            v.emit(&mut h);
+            buf[at..HEADROOM].copy_from_slice(&h);
+            len += VNET_HDR_LEN;
+        }
+        buf[HEADROOM..HEADROOM + packet.len()].copy_from_slice(packet);
+        (buf, len)
+    }
+
+    /// A TSO super-packet as the kernel hands it over: `n` full segments of payload, partial
+    /// checksum, and its virtio-net header.
+    fn super_packet(n: usize, mss: usize) -> (Vec<u8>, VnetHdr) {
+        let mut p = tcp_packet(&Tcp {
+            payload_len: n * mss,
+            psh: true,
+            ..Tcp::default()
+        });
+        set_partial_checksum(&mut p, 20, 16, 6);
+        let vnet = VnetHdr {
+            flags: VnetHdr::NEEDS_CSUM,
+            gso_type: VnetHdr::GSO_TCPV4,
+            hdr_len: 52,
+            gso_size: mss as u16,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        (p, vnet)
+    }
+
+    /// The datagrams of the batch's sends, in send order, each the bytes of its spans.
+    fn datagrams(batch: &mut EgressBatch, table: &Table, buf: &[u8]) -> Vec<(u16, Vec<u8>)> {
+        let mut out = Vec::new();
+        batch.for_each_peer_run(table, |_, run, spans| {
+            for s in run {
+                let spans = &spans[s.spans.0 as usize..s.spans.1 as usize];
+                let bytes: Vec<u8> = spans.iter().flat_map(|sp| sp.of(buf).to_vec()).collect();
+                out.push((s.segment_size, bytes));
+            }
+        });
+        out
+    }
+
+    #[test]
+    fn a_plain_packet_is_one_datagram_in_place() {
+        let (t, _) = tables();
+        let mut b = egress(false, true);
+        let packet = ipv4_udp(V4_A, V4_B, 64, true, 100);
+        let (mut buf, len) = read_into(&b, None, &packet);
+        assert!(b.push(&t, 0, &mut buf, len, 0));
+        assert_eq!(b.local.tx_packets, 1);
+        let sent = datagrams(&mut b, &t, &buf);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, 0, "no segment size");
+        assert_eq!(sent[0].1[8], 63, "TTL decremented");
+        assert_eq!(sent[0].1[12..], packet[12..]);
+    }
+
+    #[test]
+    fn a_super_packet_leaves_as_gso_sends_of_valid_segments() {
+        let (t, _) = tables();
+        let mss = MTU - 52;
+        for gso in [true, false] {
+            let mut b = egress(true, gso);
+            let (packet, vnet) = super_packet(47, mss);
+            let (mut buf, len) = read_into(&b, Some(vnet), &packet);
+            assert!(b.push(&t, 3, &mut buf, len, 0));
+            assert_eq!(b.local.tx_packets, 47);
+            let sent = datagrams(&mut b, &t, &buf);
+            let mut payload = Vec::new();
+            let mut count = 0;
+            for (size, bytes) in &sent {
+                assert!(bytes.len() <= MAX_GSO_BYTES);
+                let segs: Vec<&[u8]> = if *size == 0 {
+                    vec![&bytes[..]]
+                } else {
+                    assert!(gso, "no GSO send after disable_gso");
+                    bytes.chunks(usize::from(*size)).collect()
+                };
+                for seg in segs {
+                    assert!(seg.len() <= MTU);
+                    let ip = Ipv4HeaderSlice::from_slice(seg).unwrap();
+                    assert_eq!(usize::from(ip.total_len()), seg.len());
+                    assert_eq!(ip.ttl(), 63);
+                    let sliced = SlicedPacket::from_ip(seg).unwrap();
+                    let Some(TransportSlice::Tcp(tcp)) = sliced.transport else {
+                        panic!("not TCP")
+                    };
+                    let sum = tcp.calc_checksum_ipv4(V4_A, V4_B).unwrap();
+                    assert_eq!(tcp.checksum(), sum, "full TCP checksum");
+                    payload.extend_from_slice(tcp.payload());
+                    count += 1;
+                }
+            }
+            assert_eq!(count, 47);
+            assert_eq!(payload, packet[52..], "every payload byte, in order");
+            if gso {
+                // 47 segments of 1400 bytes are more than one 64 KiB GSO send.
+                assert_eq!(sent.len(), 2);
+            } else {
+                assert_eq!(sent.len(), 47);
+            }
+        }
+    }
+
+    #[test]
+    fn payload_is_pointed_at_not_copied() {
+        let (t, _) = tables();
+        let mut b = egress(true, true);
+        let (packet, vnet) = super_packet(4, 1000);
+        let (mut buf, len) = read_into(&b, Some(vnet), &packet);
+        assert!(b.push(&t, 0, &mut buf, len, 0));
+        b.for_each_peer_run(&t, |_, run, spans| {
+            let spans = &spans[run[0].spans.0 as usize..run[0].spans.1 as usize];
+            for (i, s) in spans.iter().enumerate() {
+                let at = s.start as usize;
+                if i % 2 == 0 {
+                    assert!(at >= SCRATCH, "header {i} built in the scratch area");
+                } else {
+                    assert_eq!(at, HEADROOM + 52 + (i / 2) * 1000, "payload {i} in place");
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn disable_gso_counts_once() {
+        let mut b = egress(true, true);
+        b.disable_gso();
+        b.disable_gso();
+        assert!(!b.gso());
+        assert_eq!(b.local.gso_fallbacks, 1);
+    }
+
+    #[test]
+    fn an_icmp_reply_goes_back_behind_a_zero_vnet_header() {
+        let (t, _) = tables();
+        let mut b = egress(true, true);
+        let packet = ipv4_udp(V4_A, [198, 19, 9, 9], 64, true, 100);
+        let vnet = VnetHdr::default();
+        let (mut buf, len) = read_into(&b, Some(vnet), &packet);
+        assert!(b.push(&t, 0, &mut buf, len, 0));
+        let &[(slot, span)] = b.replies() else {
+            panic!("one reply")
+        };
+        assert_eq!(slot, 0);
+        let reply = span.of(&buf);
+        assert_eq!(reply[..VNET_HDR_LEN], [0; VNET_HDR_LEN]);
+        assert_eq!(reply[VNET_HDR_LEN] >> 4, 4, "an IPv4 ICMP error follows");
+        assert_eq!(b.local.drops[DropReason::NoRoute as usize], 1);
+    }
+
+    #[test]
+    fn a_gro_receive_is_checked_per_packet_and_merged() {
+        let (n1, n2) = tables();
+        // Node 1 sends a super-packet; node 2 receives its datagrams as one GRO train.
+        let mut b = egress(true, true);
+        let (packet, vnet) = super_packet(8, 1000);
+        let (mut buf, len) = read_into(&b, Some(vnet), &packet);
+        assert!(b.push(&n1, 0, &mut buf, len, 0));
+        let sent = datagrams(&mut b, &n1, &buf);
+        let (stride, train) = (usize::from(sent[0].0), sent[0].1.clone());
+
+        let mut rx = IngressBatch::new(true);
+        let mut slot = vec![0u8; SLOT_SIZE];
+        slot[HEADROOM..HEADROOM + train.len()].copy_from_slice(&train);
+        let meta = RecvMeta {
+            len: train.len(),
+            from: Some("198.18.0.1:8285".parse().unwrap()),
+            truncated: false,
+            stride,
+        };
+        assert!(rx.push(&n2, 5, &mut slot, meta));
+        assert_eq!(rx.local.rx_packets, 8);
+        let &[w] = rx.writes() else {
+            panic!("one write")
+        };
+        assert_eq!((w.slot, w.packets), (5, 8));
+        let written: Vec<u8> = rx
+            .spans(&w)
+            .iter()
+            .flat_map(|s| s.of(&slot).to_vec())
+            .collect();
+        let hdr = VnetHdr::parse(&written[..VNET_HDR_LEN]).unwrap();
+        assert_eq!(hdr.gso_type, VnetHdr::GSO_TCPV4);
+        assert_eq!(hdr.gso_size, 1000);
+        // The super-packet again, but for the TTL the hop took.
+        let merged = &written[VNET_HDR_LEN..];
+        assert_eq!(merged.len(), packet.len());
+        assert_eq!(merged[8], 63);
+        assert_eq!(merged[12..], packet[12..]);
+    }
+
+    #[test]
+    fn a_receive_with_a_bad_packet_in_the_middle() {
+        let (_, n2) = tables();
+        let good = ipv4_udp(V4_A, V4_B, 64, true, 72);
+        let spoofed = ipv4_udp([198, 19, 7, 7], V4_B, 64, true, 72);
+        let mut train = good.clone();
+        train.extend_from_slice(&spoofed);
+        train.extend_from_slice(&good);
+        let mut rx = IngressBatch::new(true);
+        let mut slot = vec![0u8; SLOT_SIZE];
+        slot[HEADROOM..HEADROOM + train.len()].copy_from_slice(&train);
+        let meta = RecvMeta {
+            len: train.len(),
+            from: Some("198.18.0.1:8285".parse().unwrap()),
+            truncated: false,
+            stride: good.len(),
+        };
+        assert!(rx.push(&n2, 0, &mut slot, meta));
+        assert_eq!(rx.local.drops[DropReason::Spoofed as usize], 1);
+        assert_eq!(rx.writes().len(), 2, "UDP is written packet by packet");
+        for w in rx.writes() {
+            let spans = rx.spans(w);
+            assert_eq!(spans[0].of(&slot), [0; VNET_HDR_LEN]);
+            assert_eq!(spans[1].of(&slot), good);
+        }
+    }
+
+    #[test]
+    fn empty_truncated_and_unknown_receives_are_dropped() {
+        let (_, n2) = tables();
+        let mut rx = IngressBatch::new(false);
+        let mut slot = vec![0u8; SLOT_SIZE];
+        let from = Some("198.18.0.1:8285".parse().unwrap());
+        let cases = [
+            (
+                RecvMeta {
+                    from,
+                    ..RecvMeta::default()
+                },
+                DropReason::Malformed,
+            ),
+            (
+                RecvMeta {
+                    len: 100,
+                    from,
+                    truncated: true,
+                    stride: 0,
+                },
+                DropReason::Malformed,
+            ),
+            (RecvMeta::default(), DropReason::UnknownPeer),
+        ];
+        for (meta, reason) in cases {
+            rx.local = LocalCounters::default();
+            assert!(!rx.push(&n2, 0, &mut slot, meta));
+            assert_eq!(rx.local.drops[reason as usize], 1, "{meta:?}");
+        }
+        assert!(rx.writes().is_empty());
     }
 }

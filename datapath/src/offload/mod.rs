@@ -18,7 +18,7 @@ mod csum;
 mod gro;
 mod gso;
 #[cfg(test)]
-mod testpkt;
+pub(crate) mod testpkt;
 
 pub use gro::GroRun;
 pub use gso::{segment, Segment, Segmented, MAX_SEGMENTS, MAX_SEG_HDR};
