@@ -36,6 +36,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
     let (at, max) = batch.read_range();
     let mut slots = Slots::new(BATCH);
     let mut lens = [0usize; BATCH];
+    let size = ctx.batch_size();
     let mut out = SendBatch::new(BATCH);
     let mut unsent = Vec::with_capacity(BATCH);
     let mut log = DropLog::new("egress");
@@ -45,7 +46,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
         // Edge-triggered: drain the TUN until it would block.
         loop {
             let mut n = 0;
-            while n < BATCH {
+            while n < size {
                 match mmsg::read(tun, &mut slots.get_mut(n)[at..at + max]) {
                     Ok(len) => {
                         lens[n] = len;
@@ -87,7 +88,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
             }
             log.note(&batch.local);
             ctx.counters.absorb(&mut batch.local);
-            if n < BATCH {
+            if n < size {
                 break;
             }
         }
@@ -101,7 +102,8 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
     let tun = ctx.tun.as_fd();
     let udp = ctx.udp.as_fd();
     let mut batch = ctx.ingress_batch();
-    let mut recv = RecvBatch::new(BATCH, batch.recv_range());
+    let size = ctx.batch_size();
+    let mut recv = RecvBatch::new(size, batch.recv_range());
     let mut log = DropLog::new("ingress");
 
     while !ctx.stopped() {
@@ -137,7 +139,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
             batch.count_peers(&table);
             log.note(&batch.local);
             ctx.counters.absorb(&mut batch.local);
-            if n < BATCH {
+            if n < size {
                 break;
             }
         }

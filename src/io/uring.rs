@@ -69,7 +69,7 @@ impl Slots {
 
 /// TUN → peers, until the stop flag is set.
 ///
-/// Keeps up to [`BATCH`] TUN reads in flight; each round hands every completed read to the
+/// Keeps up to [`BATCH`] TUN reads in flight (fewer for super-packets); each round hands every completed read to the
 /// egress batch, queues the sends it asks for (grouped by peer) and any ICMP error back into
 /// the TUN, re-arms the reads, and submits it all with one `io_uring_enter`.
 pub fn egress(ctx: Ctx) -> io::Result<()> {
@@ -77,10 +77,10 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
     let mut batch = ctx.egress_batch();
     let (tun, udp) = (ctx.tun.as_raw_fd(), ctx.udp.as_raw_fd());
     let range = batch.read_range();
-    let mut reads = 0;
+    let (mut reads, size) = (0, ctx.batch_size());
     let mut log = DropLog::new("egress");
     while !ctx.stopped() {
-        while reads < BATCH {
+        while reads < size {
             let Some(slot) = slots.free.pop() else { break };
             slots.ring.read(tun, slot, range)?;
             reads += 1;
@@ -150,7 +150,7 @@ fn queue_egress(
 
 /// Peers → TUN, until the stop flag is set.
 ///
-/// Keeps up to [`BATCH`] receives in flight; each round hands every received datagram (or GRO
+/// Keeps up to [`BATCH`] receives in flight (fewer for GRO trains); each round hands every received datagram (or GRO
 /// train) to the ingress batch, queues the TUN writes it asks for, re-arms the receives, and
 /// submits it all at once.
 pub fn ingress(ctx: Ctx) -> io::Result<()> {
@@ -158,10 +158,10 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
     let mut batch = ctx.ingress_batch();
     let (tun, udp) = (ctx.tun.as_raw_fd(), ctx.udp.as_raw_fd());
     let range = batch.recv_range();
-    let mut recvs = 0;
+    let (mut recvs, size) = (0, ctx.batch_size());
     let mut log = DropLog::new("ingress");
     while !ctx.stopped() {
-        while recvs < BATCH {
+        while recvs < size {
             let Some(slot) = slots.free.pop() else { break };
             slots.ring.recv(udp, slot, range)?;
             recvs += 1;

@@ -826,6 +826,22 @@ impl Cluster {
         }
     }
 
+    /// Node `i`'s `tundra stats --json` (over its control socket), parsed; panics with the
+    /// client's output if it fails or prints something other than one JSON object.
+    pub fn stats_json(&mut self, i: u8) -> serde_json::Value {
+        self.assert_running(i, "asking for stats --json");
+        let control = self.control_path(i);
+        let out = run_cmd(
+            env!("CARGO_BIN_EXE_tundra"),
+            &["stats", "--json", "--control", &control.to_string_lossy()],
+            CMD_TIMEOUT,
+        );
+        assert!(out.success(), "node {i}: stats --json failed:\n{out}");
+        serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
+            panic!("node {i}: stats --json printed no JSON object ({e}):\n{out}")
+        })
+    }
+
     /// Polls node `i`'s stats until `cond` holds and returns them; panics with the last
     /// stats after `timeout`. (Counters are folded in batches, so they may lag a little.)
     pub fn wait_stats(
@@ -1102,4 +1118,175 @@ impl Stream {
             chunk.copy_from_slice(&self.0.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A TCP transfer between two namespaces, compared byte for byte.
+
+/// What one [`tcp_transfer`] moved.
+#[derive(Clone, Copy, Debug)]
+pub struct Transfer {
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl Transfer {
+    /// Throughput in Mbit/s (for information: it drifts a lot on a shared machine).
+    pub fn mbit_s(&self) -> f64 {
+        self.bytes as f64 * 8.0 / self.elapsed.as_secs_f64().max(1e-9) / 1e6
+    }
+}
+
+/// A sender in `src_ns`, bound to `src` (port 0: any), streams `bytes` of [`Stream`] over one
+/// TCP connection to a receiver listening on `dst` in `dst_ns`, then shuts down its side. The
+/// receiver compares every byte with the expected stream and both ends hash what they moved.
+/// Bounded by `timeout` in all (each blocking call waits at most 5 s at a time).
+///
+/// # Errors
+/// Says where it went wrong: a byte count short of `bytes` at the deadline, an I/O error, the
+/// first offset where the received stream differs, or differing hashes.
+pub fn tcp_transfer(
+    src_ns: &str,
+    src: std::net::SocketAddr,
+    dst_ns: &str,
+    dst: std::net::SocketAddr,
+    bytes: u64,
+    timeout: Duration,
+) -> Result<Transfer, String> {
+    use std::hash::Hasher as _;
+    use std::io::{ErrorKind, Write as _};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+
+    use socket2::{Domain, Protocol, Socket, Type};
+
+    // SipHash-1-3 with fixed keys: split-invariant, the same on both ends.
+    let hasher = std::collections::hash_map::DefaultHasher::new;
+    let transient = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+        )
+    };
+
+    let listener = in_netns(dst_ns, || TcpListener::bind(dst))
+        .map_err(|e| format!("bind receiver {dst} in {dst_ns}: {e}"))?;
+    let sock = in_netns(src_ns, || -> std::io::Result<Socket> {
+        let s = Socket::new(Domain::for_address(src), Type::STREAM, Some(Protocol::TCP))?;
+        s.bind(&src.into())?;
+        Ok(s)
+    })
+    .map_err(|e| format!("sender socket on {src} in {src_ns}: {e}"))?;
+    let start = Instant::now();
+    let deadline = start + timeout;
+
+    let receiver = thread::spawn(move || -> Result<(u64, u64), String> {
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(e) if transient(&e) && Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => return Err(format!("receiver: accept: {e}")),
+            }
+        };
+        conn.set_nonblocking(false).map_err(|e| e.to_string())?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        let (mut h, mut n) = (hasher(), 0u64);
+        let mut expected = Stream::new();
+        let mut want = vec![0u8; 1 << 16];
+        let (mut want_pos, mut want_len) = (0usize, 0usize);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "receiver: only {n} of {bytes} bytes within {timeout:?}"
+                ));
+            }
+            let got = match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(got) => got,
+                Err(e) if transient(&e) => continue,
+                Err(e) => return Err(format!("receiver: read after {n} bytes: {e}")),
+            };
+            h.write(&buf[..got]);
+            let mut k = 0;
+            while k < got {
+                if want_pos == want_len {
+                    expected.fill(&mut want);
+                    (want_pos, want_len) = (0, want.len());
+                }
+                let m = (got - k).min(want_len - want_pos);
+                if buf[k..k + m] != want[want_pos..want_pos + m] {
+                    let off = (0..m)
+                        .find(|&x| buf[k + x] != want[want_pos + x])
+                        .unwrap_or(0);
+                    return Err(format!(
+                        "received stream differs from the sent one at byte offset {}",
+                        n + (k + off) as u64
+                    ));
+                }
+                k += m;
+                want_pos += m;
+            }
+            n += got as u64;
+        }
+        Ok((n, h.finish()))
+    });
+
+    let sender = thread::spawn(move || -> Result<(u64, u64), String> {
+        sock.connect_timeout(&dst.into(), Duration::from_secs(20))
+            .map_err(|e| format!("connect {dst}: {e}"))?;
+        let mut conn: TcpStream = sock.into();
+        conn.set_write_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        let (mut h, mut n) = (hasher(), 0u64);
+        let mut stream = Stream::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while n < bytes {
+            stream.fill(&mut buf);
+            let chunk = &buf[..(bytes - n).min(buf.len() as u64) as usize];
+            let mut off = 0;
+            while off < chunk.len() {
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "sender: only {n} of {bytes} bytes within {timeout:?}"
+                    ));
+                }
+                match conn.write(&chunk[off..]) {
+                    Ok(w) => off += w,
+                    Err(e) if transient(&e) => {}
+                    Err(e) => return Err(format!("sender: write after {n} bytes: {e}")),
+                }
+            }
+            h.write(chunk);
+            n += chunk.len() as u64;
+        }
+        conn.flush().map_err(|e| e.to_string())?;
+        conn.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+        Ok((n, h.finish()))
+    });
+
+    let sent = sender
+        .join()
+        .map_err(|_| "sender thread panicked".to_owned())?;
+    let received = receiver
+        .join()
+        .map_err(|_| "receiver thread panicked".to_owned())?;
+    let elapsed = start.elapsed();
+    let (sent_n, sent_h) = sent?;
+    let (recv_n, recv_h) = received?;
+    if sent_n != bytes || recv_n != sent_n {
+        return Err(format!(
+            "sent {sent_n} bytes, received {recv_n}, of {bytes}"
+        ));
+    }
+    if recv_h != sent_h {
+        return Err("hash of the received stream differs from the sent one".to_owned());
+    }
+    Ok(Transfer {
+        bytes: recv_n,
+        elapsed,
+    })
 }
