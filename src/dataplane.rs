@@ -58,6 +58,10 @@ const OVERHEAD_V6: u32 = 40 + 8;
 const DEFAULT_UNDERLAY_MTU: u32 = 1500;
 /// UDP socket buffer size: several batches of full-size datagrams.
 const SOCKET_BUFFER: usize = 8 << 20;
+/// The datapath threads' scheduler slice and weight: a packet's wakeup is not queued behind
+/// the slices of the applications sharing the CPU (see `sys::sched::set_priority`).
+const THREAD_SLICE: Duration = Duration::from_micros(100);
+const THREAD_NICE: i32 = -10;
 /// The TUN's transmit queue with offloads, in packets: each may be a 64 KiB super-packet, so
 /// the kernel's default of 500 would be 32 MiB of standing queue in front of tundra.
 const TUN_QUEUE_LEN: u32 = 500;
@@ -231,6 +235,9 @@ impl Dataplane {
                 .name(format!("tundra-{name}"))
                 .spawn(move || {
                     let _watch = watch;
+                    if let Err(e) = sys::sched::set_priority(THREAD_SLICE, THREAD_NICE) {
+                        tracing::debug!("no scheduler priority for the {name} thread: {e}");
+                    }
                     f(ctx)
                 });
             match spawned {

@@ -114,9 +114,9 @@ impl EgressBatch {
         (HEADROOM - vnet, DATA + vnet)
     }
 
-    /// Stops using UDP GSO from the next batch on: the kernel refused a GSO send (EIO or
-    /// EINVAL: an underlay device without checksum offload, say). Counted; segments then go
-    /// out as one datagram each.
+    /// Stops using UDP GSO from the next batch on: the kernel refused a GSO send (it cannot
+    /// segment on this path, or the path MTU dropped below the segment size). Counted;
+    /// segments then go out as one datagram each.
     pub fn disable_gso(&mut self) {
         if self.gso {
             self.gso = false;

@@ -49,9 +49,11 @@ impl Offloads {
 }
 
 /// A UDP send that the kernel refused because it cannot segment it: the batch falls back to
-/// one datagram per segment (once, logged).
+/// one datagram per segment (once, logged). EIO and EINVAL: no segmentation on this path
+/// (older kernels without software checksums for GSO); EMSGSIZE: the path MTU dropped below
+/// the segment size, and only single datagrams may be fragmented.
 fn gso_refused(batch: &mut EgressBatch, errno: i32) -> bool {
-    if batch.gso() && matches!(errno, libc::EIO | libc::EINVAL) {
+    if batch.gso() && matches!(errno, libc::EIO | libc::EINVAL | libc::EMSGSIZE) {
         tracing::warn!(
             "the kernel refused a UDP GSO send ({}); sending one datagram per segment from now on",
             io::Error::from_raw_os_error(errno)

@@ -2,6 +2,7 @@
 
 pub mod cmsg;
 pub mod mmsg;
+pub mod sched;
 pub mod sockopt;
 pub mod udp;
 pub mod uring;

@@ -1,0 +1,40 @@
+//! Scheduler settings of the datapath threads.
+
+use std::io;
+use std::time::Duration;
+
+/// `struct sched_attr` (include/uapi/linux/sched/types.h), up to the fields we set.
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+/// Gives the calling thread a short time slice and the weight of `nice`, keeping its
+/// policy (SCHED_OTHER). Under EEVDF (Linux 6.6+; 6.12+ lets it preempt on wakeup) a short
+/// slice means an early deadline: a thread that wakes for a packet runs soon instead of
+/// waiting out another thread's slice; the weight keeps a busy datapath thread from being
+/// pushed aside by the applications whose packets it carries, as the kernel's own datapath
+/// (softirq) never is. A negative `nice` needs `CAP_SYS_NICE`.
+///
+/// # Errors
+/// The `sched_setattr` error (no privilege, or a kernel without it).
+pub fn set_priority(slice: Duration, nice: i32) -> io::Result<()> {
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        nice,
+        runtime: slice.as_nanos() as u64,
+        ..SchedAttr::default()
+    };
+    // SAFETY: `attr` is a valid, initialised sched_attr of the size it declares, alive for
+    // the call; pid 0 is the calling thread; the kernel only reads it.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw const attr, 0) };
+    super::cvt(rc).map(drop)
+}
