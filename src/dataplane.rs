@@ -56,15 +56,17 @@ const OVERHEAD_V4: u32 = 20 + 8;
 const OVERHEAD_V6: u32 = 40 + 8;
 /// Underlay MTU assumed when it cannot be found (no peer yet, or no route to it).
 const DEFAULT_UNDERLAY_MTU: u32 = 1500;
-/// UDP socket buffer size: several batches of full-size datagrams.
-const SOCKET_BUFFER: usize = 8 << 20;
+/// UDP socket buffer size: several batches of full-size datagrams or GRO trains. Chosen on
+/// the measured sweep in docs/decisions.md (1 and 4 MiB alike, 16 MiB slower).
+const SOCKET_BUFFER: usize = 4 << 20;
 /// The datapath threads' scheduler slice and weight: a packet's wakeup is not queued behind
 /// the slices of the applications sharing the CPU (see `sys::sched::set_priority`).
 const THREAD_SLICE: Duration = Duration::from_micros(100);
 const THREAD_NICE: i32 = -10;
 /// The TUN's transmit queue with offloads, in packets: each may be a 64 KiB super-packet, so
-/// the kernel's default of 500 would be 32 MiB of standing queue in front of tundra.
-const TUN_QUEUE_LEN: u32 = 500;
+/// the kernel's default of 500 would be 32 MiB of standing queue in front of tundra; 16 lost
+/// packets under one TCP stream (docs/decisions.md has the sweep).
+const TUN_QUEUE_LEN: u32 = 256;
 
 /// Why the dataplane could not start, or failed.
 #[derive(Debug, thiserror::Error)]
@@ -151,10 +153,12 @@ impl Dataplane {
             let queue_len = config
                 .tun_queue_len
                 .or(offloads.tun.tso.then_some(TUN_QUEUE_LEN));
+            let gso_max_size = (offloads.tun.tso && offloads.udp_gso).then(|| gso_max_size(mtu));
             Some(netdev::configure(
                 &tun,
                 mtu,
                 queue_len,
+                gso_max_size,
                 &config.local_subnets,
                 &peer_subnets,
             )?)
@@ -570,6 +574,15 @@ fn resolve_io(requested: IoMode) -> Result<IoMode, Error> {
         }
         (_, Ok(())) => Ok(IoMode::Uring),
     }
+}
+
+/// The largest TSO packet the kernel should build for a TUN of `mtu` so that its segments,
+/// each with its own headers (up to 72 bytes: IPv6 and TCP with timestamps), fit in one UDP
+/// GSO send: a 64 KiB packet would take two sends, the second with a segment or two.
+fn gso_max_size(mtu: u16) -> u32 {
+    const HEADERS: u32 = 72;
+    let mtu = u32::from(mtu).max(2 * HEADERS);
+    (datapath::batch::MAX_GSO_BYTES as u32) * (mtu - HEADERS) / mtu
 }
 
 /// Opens the TUN with offloads unless they are off; `auto` falls back to a plain TUN where

@@ -97,6 +97,8 @@ pub enum LinkOp {
     SetMtu(u32),
     /// Setting the transmit queue length (packets).
     SetQueueLen(u32),
+    /// Setting the largest GSO packet the stack builds for the device (bytes).
+    SetGsoMaxSize(u32),
     /// Bringing the link up (`true`) or down.
     SetUp(bool),
 }
@@ -107,6 +109,7 @@ impl fmt::Display for LinkOp {
             LinkOp::Lookup => f.write_str("find link"),
             LinkOp::SetMtu(mtu) => write!(f, "set MTU {mtu} on"),
             LinkOp::SetQueueLen(len) => write!(f, "set queue length {len} on"),
+            LinkOp::SetGsoMaxSize(size) => write!(f, "set GSO maximum size {size} on"),
             LinkOp::SetUp(true) => f.write_str("bring up"),
             LinkOp::SetUp(false) => f.write_str("bring down"),
         }
@@ -165,8 +168,8 @@ impl fmt::Debug for NetConfig {
 }
 
 /// Configures the TUN device for the overlay, in this order:
-/// 1. sets its MTU to `mtu` (and its transmit queue length to `queue_len` if given) and
-///    brings it up;
+/// 1. sets its MTU to `mtu` (and its transmit queue length to `queue_len`, and the largest
+///    GSO packet the stack builds for it to `gso_max_size`, if given) and brings it up;
 /// 2. enables `net.ipv4.conf.<name>.accept_local`: tundra writes ICMP errors into the TUN
 ///    with the node's own overlay address as source, and without it the kernel drops them as
 ///    martians (IPv6 has no such check and needs nothing);
@@ -186,6 +189,7 @@ pub fn configure(
     tun: &Tun,
     mtu: u16,
     queue_len: Option<u32>,
+    gso_max_size: Option<u32>,
     local_subnets: &[IpNet],
     peer_subnets: &[IpNet],
 ) -> Result<NetConfig, NetdevError> {
@@ -232,7 +236,14 @@ pub fn configure(
             IpAddr::V4(_) => None,
         }),
     };
-    match config.apply(link, u32::from(mtu), queue_len, &addresses, peer_subnets) {
+    match config.apply(
+        link,
+        u32::from(mtu),
+        queue_len,
+        gso_max_size,
+        &addresses,
+        peer_subnets,
+    ) {
         Ok(()) => Ok(config),
         Err(error) => {
             if let Err(undo) = config.undo() {
@@ -316,6 +327,7 @@ impl NetConfig {
         link: LinkState,
         mtu: u32,
         queue_len: Option<u32>,
+        gso_max_size: Option<u32>,
         addresses: &[IpAddr],
         peer_subnets: &[IpNet],
     ) -> Result<(), NetdevError> {
@@ -324,6 +336,9 @@ impl NetConfig {
         self.set_link(LinkOp::SetMtu(mtu))?;
         if let Some(len) = queue_len {
             self.set_link(LinkOp::SetQueueLen(len))?;
+        }
+        if let Some(size) = gso_max_size {
+            self.set_link(LinkOp::SetGsoMaxSize(size))?;
         }
         if !was_up {
             // No IPv6 link-local address: a tunnel needs none, and without one the kernel sends
@@ -434,6 +449,7 @@ impl NetConfig {
                 LinkOp::SetUp(before.up),
                 LinkOp::SetMtu(before.mtu),
                 LinkOp::SetQueueLen(before.queue_len),
+                LinkOp::SetGsoMaxSize(before.gso_max_size),
             ];
             for op in ops {
                 note(match self.set_link(op) {
@@ -452,6 +468,7 @@ impl NetConfig {
             LinkOp::Lookup => unreachable!("set_link is only called to change the link"),
             LinkOp::SetMtu(mtu) => message.attributes.push(LinkAttribute::Mtu(mtu)),
             LinkOp::SetQueueLen(len) => message.attributes.push(LinkAttribute::TxQueueLen(len)),
+            LinkOp::SetGsoMaxSize(size) => message.attributes.push(LinkAttribute::GsoMaxSize(size)),
             LinkOp::SetUp(up) => {
                 message.header.change_mask = LinkFlags::Up;
                 if up {
@@ -602,6 +619,7 @@ struct LinkState {
     index: u32,
     mtu: u32,
     queue_len: u32,
+    gso_max_size: u32,
     up: bool,
 }
 
@@ -713,6 +731,10 @@ impl Netlink {
                     })?,
                     queue_len: link.attributes.iter().find_map(|a| match a {
                         LinkAttribute::TxQueueLen(len) => Some(*len),
+                        _ => None,
+                    })?,
+                    gso_max_size: link.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::GsoMaxSize(size) => Some(*size),
                         _ => None,
                     })?,
                 }),
@@ -892,8 +914,8 @@ mod tests {
             );
             assert_eq!(before.accept_local, "0");
 
-            let config =
-                configure(&tun, 1400, None, &local_subnets(), &peer_subnets()).expect("configure");
+            let config = configure(&tun, 1400, None, None, &local_subnets(), &peer_subnets())
+                .expect("configure");
             let seen = observe(NAME);
             assert_eq!((seen.mtu, seen.up), (1400, true), "{seen:?}");
             assert_eq!(
@@ -927,6 +949,7 @@ mod tests {
                 &tun,
                 9000,
                 None,
+                None,
                 &[net("198.19.1.0/24")],
                 &[net("198.19.0.0/16")],
             )
@@ -951,8 +974,8 @@ mod tests {
     fn routes_change_at_run_time() {
         in_private_netns(|| {
             let tun = Tun::open(NAME, false).expect("open TUN");
-            let mut config =
-                configure(&tun, 1400, None, &local_subnets(), &peer_subnets()).expect("configure");
+            let mut config = configure(&tun, 1400, None, None, &local_subnets(), &peer_subnets())
+                .expect("configure");
             // Host bits are cleared; adding twice is a no-op.
             config.add_route(net("198.19.3.7/24")).expect("add route");
             config
@@ -1020,7 +1043,7 @@ mod tests {
             let mut peers = peer_subnets();
             peers.push(net("198.19.3.0/24"));
             let error =
-                configure(&tun, 1400, None, &local_subnets(), &peers).expect_err("must fail");
+                configure(&tun, 1400, None, None, &local_subnets(), &peers).expect_err("must fail");
             match &error {
                 NetdevError::Route {
                     device,
@@ -1063,8 +1086,8 @@ mod tests {
             let mut netlink = bring_up(NAME);
             let index = netlink.link(NAME).expect("link").index;
             add_their_address(&mut netlink, index, ip("fd19:0:0:1::"));
-            let config =
-                configure(&tun, 1400, None, &local_subnets(), &peer_subnets()).expect("configure");
+            let config = configure(&tun, 1400, None, None, &local_subnets(), &peer_subnets())
+                .expect("configure");
             let seen = observe(NAME);
             assert_eq!(
                 seen.addresses,
@@ -1085,7 +1108,7 @@ mod tests {
             // With IPv6 disabled on the device, the IPv6 address fails after the MTU, the
             // link state, accept_local and the IPv4 address were set.
             fs::write(format!("/proc/sys/net/ipv6/conf/{NAME}/disable_ipv6"), "1").expect("sysctl");
-            let error = configure(&tun, 1400, None, &local_subnets(), &peer_subnets())
+            let error = configure(&tun, 1400, None, None, &local_subnets(), &peer_subnets())
                 .expect_err("must fail");
             assert!(
                 matches!(&error, NetdevError::Address { change: Change::Add, address, .. } if *address == net("fd19:0:0:1::/128")),
@@ -1105,14 +1128,14 @@ mod tests {
     fn a_too_small_mtu_changes_nothing() {
         in_private_netns(|| {
             let tun = Tun::open(NAME, false).expect("open TUN");
-            let error = configure(&tun, 1200, None, &local_subnets(), &peer_subnets())
+            let error = configure(&tun, 1200, None, None, &local_subnets(), &peer_subnets())
                 .expect_err("IPv6 needs 1280");
             assert!(
                 matches!(error, NetdevError::MtuTooSmall { minimum: 1280, .. }),
                 "{error:?}"
             );
-            let error =
-                configure(&tun, 60, None, &[net("198.19.1.0/24")], &[]).expect_err("IPv4 needs 68");
+            let error = configure(&tun, 60, None, None, &[net("198.19.1.0/24")], &[])
+                .expect_err("IPv4 needs 68");
             assert!(
                 matches!(error, NetdevError::MtuTooSmall { minimum: 68, .. }),
                 "{error:?}"
@@ -1120,7 +1143,7 @@ mod tests {
             let after = observe(NAME);
             assert_eq!((after.mtu, after.up), (1500, false), "{after:?}");
             // IPv4 alone may go below 1280.
-            configure(&tun, 1200, None, &[net("198.19.1.0/24")], &[])
+            configure(&tun, 1200, None, None, &[net("198.19.1.0/24")], &[])
                 .expect("IPv4 only")
                 .remove()
                 .expect("remove");
@@ -1131,8 +1154,8 @@ mod tests {
     fn remove_after_the_device_is_gone_succeeds() {
         in_private_netns(|| {
             let tun = Tun::open(NAME, false).expect("open TUN");
-            let config =
-                configure(&tun, 1400, None, &local_subnets(), &peer_subnets()).expect("configure");
+            let config = configure(&tun, 1400, None, None, &local_subnets(), &peer_subnets())
+                .expect("configure");
             drop(tun); // a non-persistent TUN device disappears with its last descriptor
             let mut netlink = Netlink::open().expect("netlink");
             assert_eq!(
@@ -1151,8 +1174,8 @@ mod tests {
             assert_eq!(error.raw_os_error(), Some(libc::ENETUNREACH), "{error:?}");
 
             let tun = Tun::open(NAME, false).expect("open TUN");
-            let config =
-                configure(&tun, 1420, None, &local_subnets(), &peer_subnets()).expect("configure");
+            let config = configure(&tun, 1420, None, None, &local_subnets(), &peer_subnets())
+                .expect("configure");
             assert_eq!(underlay_mtu(peer).expect("IPv4 path"), 1420);
             let peer6: SocketAddr = "[fd19:0:0:2::7]:8285".parse().expect("valid");
             assert_eq!(underlay_mtu(peer6).expect("IPv6 path"), 1420);
@@ -1205,8 +1228,8 @@ mod tests {
     fn packets_from_the_own_address_need_accept_local_on_ipv4_only() {
         in_private_netns(|| {
             let tun = Tun::open(NAME, false).expect("open TUN");
-            let config =
-                configure(&tun, 1400, None, &local_subnets(), &peer_subnets()).expect("configure");
+            let config = configure(&tun, 1400, None, None, &local_subnets(), &peer_subnets())
+                .expect("configure");
             // Strict reverse-path filtering, as many hosts have it, does not get in the way.
             for conf in ["all", NAME] {
                 fs::write(format!("/proc/sys/net/ipv4/conf/{conf}/rp_filter"), "1")

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use crate::offload::{self, GroRun, Segment, VnetHdr, MAX_SEGMENTS, MAX_SEG_HDR, VNET_HDR_LEN};
 use crate::route::{Peer, PeerId, Table};
 use crate::stats::{DropReason, LocalCounters};
-use crate::tunnel::{decapsulate, Egress, Encapsulator, Ingress};
+use crate::tunnel::{decapsulate_from, Egress, Encapsulator, Ingress};
 
 /// Bytes in front of a packet: room for the headers that go before it.
 pub const HEADROOM: usize = 32;
@@ -377,11 +377,12 @@ impl IngressBatch {
     }
 
     /// Checks what was received into `buf` (slot `slot`'s buffer) as `meta` says: each
-    /// datagram as [`decapsulate`] does, then queues the TUN writes of those that pass,
+    /// datagram as [`crate::decapsulate`] does, then queues the TUN writes of those that pass,
     /// merging consecutive TCP segments of a flow where the TUN takes super-packets. Returns
     /// `true` when the slot now carries writes.
     pub fn push(&mut self, table: &Table, slot: u16, buf: &mut [u8], meta: RecvMeta) -> bool {
-        let Some(from) = meta.from else {
+        // Every datagram of a GRO receive came from the same address.
+        let Some(from) = meta.from.and_then(|a| table.peer_by_addr(a)) else {
             self.local.drop(DropReason::UnknownPeer);
             return false;
         };
@@ -403,7 +404,7 @@ impl IngressBatch {
         for i in 0..count {
             let at = HEADROOM + i * stride;
             let packet = &data[i * stride..((i + 1) * stride).min(data.len())];
-            let peer = match decapsulate(table, from, packet) {
+            let peer = match decapsulate_from(table, from, packet) {
                 Ingress::Deliver(peer) => peer,
                 Ingress::Drop(reason) => {
                     self.local.drop(reason);

@@ -158,9 +158,15 @@ impl Encapsulator {
 /// well-formed IP packet ([`DropReason::Malformed`]); its source routes to that same peer
 /// ([`DropReason::Spoofed`]); its destination is in a local subnet ([`DropReason::NotLocal`]).
 pub fn decapsulate(table: &Table, from: SocketAddr, datagram: &[u8]) -> Ingress {
-    let Some(peer) = table.peer_by_addr(from) else {
-        return Ingress::Drop(DropReason::UnknownPeer);
-    };
+    match table.peer_by_addr(from) {
+        Some(peer) => decapsulate_from(table, peer, datagram),
+        None => Ingress::Drop(DropReason::UnknownPeer),
+    }
+}
+
+/// [`decapsulate`] for a datagram from a known peer, found once for all the datagrams of one
+/// (GRO) receive.
+pub fn decapsulate_from(table: &Table, peer: PeerId, datagram: &[u8]) -> Ingress {
     let Ok(pkt) = IpPacket::new_checked(datagram) else {
         return Ingress::Drop(DropReason::Malformed);
     };
