@@ -4,14 +4,11 @@
 
 mod common;
 
-use std::hash::Hasher;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use socket2::{Domain, Protocol, Socket, Type};
 
 const NODES: u8 = 3;
 
@@ -172,11 +169,6 @@ const TRANSFER_BYTES: u64 = 256 << 20;
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
 const TCP_PORT: u16 = 5201;
 
-/// SipHash-1-3 with fixed keys, fed in whatever pieces the bytes come in (split-invariant).
-fn hasher() -> std::collections::hash_map::DefaultHasher {
-    std::collections::hash_map::DefaultHasher::new()
-}
-
 fn tcp_256mib_v4(io: Io) {
     tcp_transfer(io, false);
 }
@@ -186,7 +178,8 @@ fn tcp_256mib_v6(io: Io) {
 }
 
 /// A sender in node 1 streams 256 MiB from its pod address to a receiver on node 2's pod
-/// address; the receiver counts, hashes and compares against the expected stream.
+/// address; the receiver counts, hashes and compares against the expected stream
+/// ([`common::tcp_transfer`]).
 fn tcp_transfer(io: Io, v6: bool) {
     let _heavy = heavy_lock();
     let mut c = Cluster::new(NODES);
@@ -206,141 +199,24 @@ fn tcp_transfer(io: Io, v6: bool) {
     );
     let before = [c.stats(1), c.stats(2)];
 
-    let listener = in_netns(&c.ns(2), || TcpListener::bind(dst).expect("bind receiver"));
-    let sock = in_netns(&c.ns(1), || {
-        let s = Socket::new(Domain::for_address(src), Type::STREAM, Some(Protocol::TCP))
-            .expect("sender socket");
-        s.bind(&src.into()).expect("bind sender to its pod address");
-        s
-    });
-    let start = Instant::now();
-    let deadline = start + TRANSFER_TIMEOUT;
-
-    let receiver = thread::spawn(move || -> Result<(u64, u64, Option<u64>), String> {
-        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let mut conn = loop {
-            match listener.accept() {
-                Ok((conn, _)) => break conn,
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
-                {
-                    thread::sleep(Duration::from_millis(10))
-                }
-                Err(e) => return Err(format!("accept: {e}")),
-            }
-        };
-        conn.set_nonblocking(false).map_err(|e| e.to_string())?;
-        conn.set_read_timeout(Some(Duration::from_secs(5)))
-            .map_err(|e| e.to_string())?;
-        let (mut h, mut n, mut first_mismatch) = (hasher(), 0u64, None);
-        let mut expected = Stream::new();
-        let mut want = vec![0u8; 1 << 16];
-        let (mut want_pos, mut want_len) = (0usize, 0usize);
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "receiver: only {n} of {TRANSFER_BYTES} bytes within {TRANSFER_TIMEOUT:?}"
-                ));
-            }
-            let got = match conn.read(&mut buf) {
-                Ok(0) => break,
-                Ok(got) => got,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(format!("receiver: read after {n} bytes: {e}")),
-            };
-            h.write(&buf[..got]);
-            // Compare with the expected stream, to say where it first differs.
-            let mut k = 0;
-            while k < got {
-                if want_pos == want_len {
-                    expected.fill(&mut want);
-                    (want_pos, want_len) = (0, want.len());
-                }
-                let m = (got - k).min(want_len - want_pos);
-                if first_mismatch.is_none() && buf[k..k + m] != want[want_pos..want_pos + m] {
-                    let off = (0..m)
-                        .find(|&x| buf[k + x] != want[want_pos + x])
-                        .unwrap_or(0);
-                    first_mismatch = Some(n + (k + off) as u64);
-                }
-                k += m;
-                want_pos += m;
-            }
-            n += got as u64;
-        }
-        Ok((n, h.finish(), first_mismatch))
-    });
-
-    let sender = thread::spawn(move || -> Result<(u64, u64), String> {
-        sock.connect_timeout(&dst.into(), Duration::from_secs(20))
-            .map_err(|e| format!("connect {dst}: {e}"))?;
-        let mut conn: TcpStream = sock.into();
-        conn.set_write_timeout(Some(Duration::from_secs(5)))
-            .map_err(|e| e.to_string())?;
-        let (mut h, mut n) = (hasher(), 0u64);
-        let mut stream = Stream::new();
-        let mut buf = vec![0u8; 1 << 16];
-        while n < TRANSFER_BYTES {
-            stream.fill(&mut buf);
-            let chunk = &buf[..(TRANSFER_BYTES - n).min(buf.len() as u64) as usize];
-            let mut off = 0;
-            while off < chunk.len() {
-                if Instant::now() > deadline {
-                    return Err(format!(
-                        "sender: only {n} of {TRANSFER_BYTES} bytes within {TRANSFER_TIMEOUT:?}"
-                    ));
-                }
-                match conn.write(&chunk[off..]) {
-                    Ok(w) => off += w,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock
-                                | std::io::ErrorKind::TimedOut
-                                | std::io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => return Err(format!("sender: write after {n} bytes: {e}")),
-                }
-            }
-            h.write(chunk);
-            n += chunk.len() as u64;
-        }
-        conn.flush().map_err(|e| e.to_string())?;
-        conn.shutdown(std::net::Shutdown::Write)
-            .map_err(|e| e.to_string())?;
-        Ok((n, h.finish()))
-    });
-
-    let sent = sender.join().expect("sender thread panicked");
-    let received = receiver.join().expect("receiver thread panicked");
-    let elapsed = start.elapsed();
-    let (sent_n, sent_h) = sent.unwrap_or_else(|e| panic!("--io {}: {e}", io.as_arg()));
-    let (recv_n, recv_h, mismatch) =
-        received.unwrap_or_else(|e| panic!("--io {}: {e}", io.as_arg()));
+    let t = common::tcp_transfer(
+        &c.ns(1),
+        src,
+        &c.ns(2),
+        dst,
+        TRANSFER_BYTES,
+        TRANSFER_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("--io {}: {e}", io.as_arg()));
     eprintln!(
-        "[{}] --io {} {}: {recv_n} bytes in {elapsed:.1?} ({:.0} Mbit/s, for information only)",
+        "[{}] --io {} {}: {} bytes in {:.1?} ({:.0} Mbit/s, for information only)",
         c.prefix(),
         io.as_arg(),
         if v6 { "IPv6" } else { "IPv4" },
-        recv_n as f64 * 8.0 / elapsed.as_secs_f64() / 1e6
+        t.bytes,
+        t.elapsed,
+        t.mbit_s()
     );
-    assert_eq!(sent_n, TRANSFER_BYTES);
-    assert_eq!(recv_n, sent_n, "received byte count differs from sent");
-    assert_eq!(
-        mismatch, None,
-        "received stream differs from the sent one at byte offset {mismatch:?}"
-    );
-    assert_eq!(recv_h, sent_h, "hash of the received stream differs");
 
     let (d1, d2) = (c.stats(1).since(&before[0]), c.stats(2).since(&before[1]));
     assert!(

@@ -52,16 +52,14 @@ impl Offloads {
 /// one datagram per segment (once, logged). EIO and EINVAL: no segmentation on this path
 /// (older kernels without software checksums for GSO); EMSGSIZE: the path MTU dropped below
 /// the segment size, and only single datagrams may be fragmented.
-fn gso_refused(batch: &mut EgressBatch, errno: i32) -> bool {
+fn gso_refused(batch: &mut EgressBatch, errno: i32) {
     if batch.gso() && matches!(errno, libc::EIO | libc::EINVAL | libc::EMSGSIZE) {
         tracing::warn!(
             "the kernel refused a UDP GSO send ({}); sending one datagram per segment from now on",
             io::Error::from_raw_os_error(errno)
         );
         batch.disable_gso();
-        return true;
     }
-    false
 }
 
 /// A TUN read error, saying where it came from. Any but EAGAIN/EINTR ends the egress thread:
