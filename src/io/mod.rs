@@ -23,9 +23,11 @@ use crate::tun::Tun;
 
 /// Packets decided per batch at most, and messages per `sendmmsg`/`recvmmsg`.
 pub const BATCH: usize = 64;
-/// The same for super-packets and GRO trains, each up to 64 KiB: a batch is what a packet
-/// waits behind, and 64 of them would be 4 MiB, milliseconds at 10 Gb/s.
-const SUPER_BATCH: usize = 4;
+/// The same while the traffic is super-packets and GRO trains, each up to 64 KiB: a batch is
+/// what a packet waits behind, and 64 of them would be 4 MiB, milliseconds at 10 Gb/s.
+pub const SUPER_BATCH: usize = 4;
+/// Reads (or receives) averaging more than this are super-packets or GRO trains.
+const SUPER_BYTES: usize = 16 << 10;
 /// ICMP errors per second each egress thread may send.
 const ICMP_PER_SEC: u32 = 100;
 /// How long a loop sleeps at most before it looks at the stop flag again.
@@ -94,15 +96,6 @@ impl Ctx {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    /// How many reads (or receives) one batch takes at most.
-    fn batch_size(&self) -> usize {
-        if self.offloads.tun.tso {
-            SUPER_BATCH
-        } else {
-            BATCH
-        }
-    }
-
     fn egress_batch(&self) -> EgressBatch {
         let enc = datapath::Encapsulator::new(self.tunnel_mtu, ICMP_PER_SEC);
         EgressBatch::new(enc, self.offloads.tun.tso, self.offloads.udp_gso)
@@ -119,6 +112,33 @@ impl Ctx {
                 SockAddr::from(SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()))
             }
             a => SockAddr::from(a),
+        }
+    }
+}
+
+/// How many reads (or receives) the readiness engine's next batch takes: [`BATCH`] small
+/// packets, or [`SUPER_BATCH`] when the last batch carried super-packets or GRO trains, so
+/// small packets keep their large batches and big ones do not make a packet wait behind
+/// megabytes.
+struct BatchSize(usize);
+
+impl BatchSize {
+    fn new() -> Self {
+        BatchSize(BATCH)
+    }
+
+    fn get(&self) -> usize {
+        self.0
+    }
+
+    /// After a batch of `n` reads (or receives) of `bytes` in all.
+    fn update(&mut self, n: usize, bytes: usize) {
+        if let Some(average) = bytes.checked_div(n) {
+            self.0 = if average > SUPER_BYTES {
+                SUPER_BATCH
+            } else {
+                BATCH
+            };
         }
     }
 }

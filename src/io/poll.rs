@@ -9,7 +9,7 @@ use datapath::DropReason;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use super::{gso_refused, Ctx, DropLog, BATCH, TICK};
+use super::{gso_refused, BatchSize, Ctx, DropLog, BATCH, TICK};
 use crate::sys::mmsg::{self, RecvBatch, SendBatch, Slots};
 
 fn wait(poll: &mut Poll, events: &mut Events) -> io::Result<()> {
@@ -36,7 +36,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
     let (at, max) = batch.read_range();
     let mut slots = Slots::new(BATCH);
     let mut lens = [0usize; BATCH];
-    let size = ctx.batch_size();
+    let mut size = BatchSize::new();
     let mut out = SendBatch::new(BATCH);
     let mut unsent = Vec::with_capacity(BATCH);
     let mut log = DropLog::new("egress");
@@ -45,8 +45,8 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
         wait(&mut poll, &mut events)?;
         // Edge-triggered: drain the TUN until it would block.
         loop {
-            let mut n = 0;
-            while n < size {
+            let (mut n, limit) = (0, size.get());
+            while n < limit {
                 match mmsg::read(tun, &mut slots.get_mut(n)[at..at + max]) {
                     Ok(len) => {
                         lens[n] = len;
@@ -61,6 +61,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
             if n == 0 {
                 break;
             }
+            size.update(n, lens[..n].iter().sum());
 
             let table = ctx.table.load();
             let now = ctx.now_ns();
@@ -88,7 +89,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
             }
             log.note(&batch.local);
             ctx.counters.absorb(&mut batch.local);
-            if n < size {
+            if n < limit {
                 break;
             }
         }
@@ -102,15 +103,16 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
     let tun = ctx.tun.as_fd();
     let udp = ctx.udp.as_fd();
     let mut batch = ctx.ingress_batch();
-    let size = ctx.batch_size();
-    let mut recv = RecvBatch::new(size, batch.recv_range());
+    let mut size = BatchSize::new();
+    let mut recv = RecvBatch::new(BATCH, batch.recv_range());
     let mut log = DropLog::new("ingress");
 
     while !ctx.stopped() {
         wait(&mut poll, &mut events)?;
         // Edge-triggered: drain the socket until it would block.
         loop {
-            let n = match recv.recv(udp) {
+            let limit = size.get();
+            let n = match recv.recv(udp, limit) {
                 Ok(n) => n,
                 Err(e) => {
                     // A queued ICMP error (ECONNREFUSED and the like) ends no dataplane; the
@@ -124,11 +126,14 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
             }
             let table = ctx.table.load();
             batch.clear();
+            let mut bytes = 0;
             for i in 0..n {
                 if let Some((buf, meta)) = recv.get(i) {
+                    bytes += meta.len;
                     let _ = batch.push(&table, i as u16, buf, meta);
                 }
             }
+            size.update(n, bytes);
             let mut failed = 0;
             for w in batch.writes() {
                 if mmsg::writev(tun, recv.slot(usize::from(w.slot)), batch.spans(w)).is_err() {
@@ -139,7 +144,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
             batch.count_peers(&table);
             log.note(&batch.local);
             ctx.counters.absorb(&mut batch.local);
-            if n < size {
+            if n < limit {
                 break;
             }
         }

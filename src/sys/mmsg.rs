@@ -96,9 +96,9 @@ impl RecvBatch {
         }
     }
 
-    /// Receives what is waiting, up to the batch size, without blocking. `Ok(0)`: nothing was
-    /// waiting.
-    pub fn recv(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
+    /// Receives what is waiting, up to `limit` messages (at most the batch size), without
+    /// blocking. `Ok(0)`: nothing was waiting.
+    pub fn recv(&mut self, fd: BorrowedFd<'_>, limit: usize) -> io::Result<usize> {
         self.count = 0;
         for (h, c) in self.hdrs.iter_mut().zip(self.cmsgs.iter_mut()) {
             h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -112,7 +112,7 @@ impl RecvBatch {
             libc::recvmmsg(
                 fd.as_raw_fd(),
                 self.hdrs.as_mut_ptr(),
-                self.hdrs.len() as libc::c_uint,
+                limit.min(self.hdrs.len()) as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
