@@ -269,18 +269,7 @@ fn receive_checks(io: Io) {
     c.start_tundra(1, &["--io", io.as_arg()]);
     c.start_tundra(2, &["--io", io.as_arg()]);
     let (n1, n2, n3) = (c.ns(1), c.ns(2), c.ns(3));
-    wait_ping(
-        &n1,
-        &pod_v4(1).to_string(),
-        &pod_v4(2).to_string(),
-        CONVERGE_TIMEOUT,
-    );
-    wait_ping(
-        &n1,
-        &pod_v6(1).to_string(),
-        &pod_v6(2).to_string(),
-        CONVERGE_TIMEOUT,
-    );
+    c.wait_pods(1, 2);
 
     let (sink4, sink6) = in_netns(&n1, || {
         let s4 = UdpSocket::bind((pod_v4(1), SINK_PORT)).expect("bind v4 sink");

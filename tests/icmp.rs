@@ -27,18 +27,7 @@ fn two_nodes(io: Io, extra: &[&str]) -> Cluster {
     args.extend_from_slice(extra);
     c.start_tundra(1, &args);
     c.start_tundra(2, &args);
-    wait_ping(
-        &c.ns(1),
-        &pod_v4(1).to_string(),
-        &pod_v4(2).to_string(),
-        CONVERGE_TIMEOUT,
-    );
-    wait_ping(
-        &c.ns(1),
-        &pod_v6(1).to_string(),
-        &pod_v6(2).to_string(),
-        CONVERGE_TIMEOUT,
-    );
+    c.wait_pods(1, 2);
     c
 }
 

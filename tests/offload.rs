@@ -913,18 +913,7 @@ fn unsafe_to_merge_arrives_intact(io: Io) {
 
     // 2. Through tundra on node 1.
     c.start_tundra(1, &["--io", io.as_arg()]);
-    wait_ping(
-        &c.ns(1),
-        &pod_v4(1).to_string(),
-        &pod_v4(2).to_string(),
-        CONVERGE_TIMEOUT,
-    );
-    wait_ping(
-        &c.ns(1),
-        &pod_v6(1).to_string(),
-        &pod_v6(2).to_string(),
-        CONVERGE_TIMEOUT,
-    );
+    c.wait_pods(1, 2);
     for v6 in [false, true] {
         run_cases(&c, Path::Tundra, v6, None);
     }

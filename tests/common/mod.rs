@@ -648,6 +648,16 @@ impl Cluster {
         format!("{}-n{i}", self.prefix)
     }
 
+    /// Waits until node `i`'s pod reaches node `j`'s over IPv4 and over IPv6.
+    pub fn wait_pods(&self, i: u8, j: u8) {
+        for (src, dst) in [
+            (pod_v4(i).to_string(), pod_v4(j).to_string()),
+            (pod_v6(i).to_string(), pod_v6(j).to_string()),
+        ] {
+            wait_ping(&self.ns(i), &src, &dst, CONVERGE_TIMEOUT);
+        }
+    }
+
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
