@@ -399,19 +399,17 @@ impl IngressBatch {
         let first_write = self.writes.len();
         let mut cursor = 0;
         let mut open: Option<OpenRun> = None;
+        let mut delivered = (0u64, 0u64);
         // An empty datagram is one (malformed) packet too.
         let count = data.len().div_ceil(stride).max(1);
         for i in 0..count {
             let at = HEADROOM + i * stride;
             let packet = &data[i * stride..((i + 1) * stride).min(data.len())];
-            let peer = match decapsulate_from(table, from, packet) {
-                Ingress::Deliver(peer) => peer,
-                Ingress::Drop(reason) => {
-                    self.local.drop(reason);
-                    continue;
-                }
-            };
-            self.tally(peer, packet.len());
+            if let Ingress::Drop(reason) = decapsulate_from(table, from, packet) {
+                self.local.drop(reason);
+                continue;
+            }
+            delivered = (delivered.0 + 1, delivered.1 + packet.len() as u64);
             let span = Span::new(at, packet.len());
             if !self.vnet {
                 self.push_write(slot, &[span], 1);
@@ -447,6 +445,9 @@ impl IngressBatch {
         }
         if let Some(o) = open.take() {
             self.close_run(slot, o, scratch, cursor);
+        }
+        if delivered.0 > 0 {
+            self.tally(from, delivered.0, delivered.1);
         }
         self.writes.len() > first_write
     }
@@ -497,16 +498,18 @@ impl IngressBatch {
         });
     }
 
-    fn tally(&mut self, peer: PeerId, bytes: usize) {
-        self.local.rx_packets += 1;
-        self.local.rx_bytes += bytes as u64;
+    /// Counts what one receive from `peer` delivered (every datagram of a GRO receive came
+    /// from the same peer, so this runs once per receive, not per packet).
+    fn tally(&mut self, peer: PeerId, packets: u64, bytes: u64) {
+        self.local.rx_packets += packets;
+        self.local.rx_bytes += bytes;
         // A batch holds few distinct peers: a linear scan beats hashing.
         match self.tally.iter_mut().find(|(p, _, _)| *p == peer) {
             Some(entry) => {
-                entry.1 += 1;
-                entry.2 += bytes as u64;
+                entry.1 += packets;
+                entry.2 += bytes;
             }
-            None => self.tally.push((peer, 1, bytes as u64)),
+            None => self.tally.push((peer, packets, bytes)),
         }
     }
 
