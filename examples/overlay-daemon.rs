@@ -153,7 +153,7 @@ fn read_subnets(path: &Path, local: &[IpNet]) -> Result<Vec<Route>, String> {
         let peer: SocketAddr = addr
             .parse()
             .map_err(|e| at(format!("`{addr}` is not an ADDR:PORT: {e}")))?;
-        let route = Route { prefix, peer };
+        let route = Route::new(prefix, peer);
         check_route(local, &route).map_err(|e| at(e.to_string()))?;
         if !seen.insert(prefix) {
             return Err(at(format!("{prefix} is listed twice")));

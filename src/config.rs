@@ -853,7 +853,7 @@ pub fn parse_peer(s: &str) -> Result<Route, Problem> {
     let (prefix, endpoint) = s.split_once('=').ok_or(Problem::MissingEndpoint)?;
     let prefix = parse_cidr(prefix.trim())?;
     let peer = parse_peer_addr(endpoint.trim())?;
-    Ok(Route { prefix, peer })
+    Ok(Route::new(prefix, peer))
 }
 
 /// Parses a peer node's underlay address, `ADDR[:PORT]` (port default [`DEFAULT_PORT`]), as
@@ -1156,6 +1156,7 @@ mod tests {
         let route = |p: &str, a: &str| Route {
             prefix: net(p),
             peer: a.parse().unwrap(),
+            mac: None,
         };
         assert_eq!(
             parse_peer("10.2.0.0/16=192.0.2.2:9000"),
@@ -1649,11 +1650,13 @@ configure = false
                 peers: vec![
                     Route {
                         prefix: net("10.2.0.0/16"),
-                        peer: "192.0.2.2:8285".parse().unwrap()
+                        peer: "192.0.2.2:8285".parse().unwrap(),
+                        mac: None,
                     },
                     Route {
                         prefix: net("fd00:2::/64"),
-                        peer: "[2001:db8::2]:9000".parse().unwrap()
+                        peer: "[2001:db8::2]:9000".parse().unwrap(),
+                        mac: None,
                     },
                 ],
                 encap: Encap::Udp,

@@ -193,6 +193,7 @@ impl Dataplane {
             tun: tun.clone(),
             map_v4: config.listen.is_ipv6(),
             offloads,
+            encap: datapath::Encap::Udp,
             udp: Arc::new(udp),
             table,
             counters,
@@ -403,7 +404,7 @@ impl Builder {
         self
     }
     pub fn peer(mut self, prefix: IpNet, peer: SocketAddr) -> Self {
-        self.config.peers.push(Route { prefix, peer });
+        self.config.peers.push(Route::new(prefix, peer));
         self
     }
     /// The TUN's MTU; default: the underlay's less the encapsulation overhead.

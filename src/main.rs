@@ -47,7 +47,7 @@ fn routes(command: RoutesCommand) -> ExitCode {
             control,
         } => (
             control,
-            Request::RoutesAdd(tundra::datapath::Route { prefix, peer }),
+            Request::RoutesAdd(tundra::datapath::Route::new(prefix, peer)),
         ),
         RoutesCommand::Del { prefix, control } => (control, Request::RoutesDel(prefix)),
     };

@@ -264,6 +264,7 @@ fn route_transactions() {
         .map(|k| Route {
             prefix: IpNet::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (k << 8))), 24).unwrap(),
             peer: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0xc612_0100 + k % 200 + 1)), PORT),
+            mac: None,
         })
         .collect();
     let before = d.stats().version;
@@ -369,10 +370,12 @@ fn invalid_transactions_change_nothing() {
                     Route {
                         prefix: dup,
                         peer: peer_addr(2),
+                        mac: None,
                     },
                     Route {
                         prefix: dup,
                         peer: addr3(),
+                        mac: None,
                     },
                 ])
                 .commit(),
@@ -442,6 +445,7 @@ fn scale_routes() -> Vec<Route> {
     let v4 = (0..SCALE_V4).map(|k| Route {
         prefix: IpNet::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (k << 8))), 24).unwrap(),
         peer: peer(k),
+        mac: None,
     });
     let v6 = (0..SCALE_V4 + SCALE_V6).skip(SCALE_V4 as usize).map(|k| {
         let j = k - SCALE_V4;
@@ -461,6 +465,7 @@ fn scale_routes() -> Vec<Route> {
             )
             .unwrap(),
             peer: peer(k),
+            mac: None,
         }
     });
     v4.chain(v6).collect()

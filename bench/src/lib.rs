@@ -121,6 +121,7 @@ pub fn covering_routes(family: Family) -> Vec<datapath::Route> {
         .map(|(k, p)| datapath::Route {
             prefix: p.parse().expect("literal prefix"),
             peer: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 19, 255, 1 + k as u8)), PORT),
+            mac: None,
         })
         .collect()
 }
@@ -132,6 +133,7 @@ pub fn routes(family: Family, nodes: usize) -> Vec<datapath::Route> {
         .map(|i| datapath::Route {
             prefix: node_subnet(family, i, nodes),
             peer: peer_addr(i),
+            mac: None,
         })
         .collect();
     routes.extend(covering_routes(family));
@@ -377,7 +379,7 @@ impl EgressBatch {
             bufs,
             lens,
             headers,
-            batch: batch::EgressBatch::new(enc, false, false),
+            batch: batch::EgressBatch::new(enc, datapath::Encap::Udp, false, false),
             map_v4: false,
         }
     }

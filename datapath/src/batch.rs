@@ -12,13 +12,16 @@
 
 use std::net::SocketAddr;
 
+use crate::encap::{self, Encap};
 use crate::offload::{self, GroRun, Segment, VnetHdr, MAX_SEGMENTS, MAX_SEG_HDR, VNET_HDR_LEN};
 use crate::route::{Peer, PeerId, Table};
 use crate::stats::{DropReason, LocalCounters};
 use crate::tunnel::{decapsulate_from, Egress, Encapsulator, Ingress};
 
-/// Bytes in front of a packet: room for the headers that go before it.
+/// Bytes in front of a packet: room for the headers that go before it (the virtio-net header
+/// of a read, or the wire format's header of a send).
 pub const HEADROOM: usize = 32;
+const _: () = assert!(HEADROOM >= VNET_HDR_LEN && HEADROOM >= encap::MAX_HEADER);
 /// Bytes for one read, receive or super-packet: any IP packet, or a 64 KiB GRO receive.
 pub const DATA: usize = 65536;
 /// Where the scratch area starts, and its size: one built header per segment.
@@ -26,8 +29,9 @@ pub const SCRATCH: usize = HEADROOM + DATA;
 pub const SCRATCH_LEN: usize = MAX_SEGMENTS * MAX_SEG_HDR;
 /// The size of every slot buffer.
 pub const SLOT_SIZE: usize = SCRATCH + SCRATCH_LEN;
-/// The most spans one slot's operations use (a header and a payload per segment).
-pub const MAX_SPANS: usize = 2 * MAX_SEGMENTS + 2;
+/// The most spans one slot's operations use (the wire format's header, the segment header and
+/// the payload of each segment).
+pub const MAX_SPANS: usize = 3 * MAX_SEGMENTS + 2;
 /// The most datagrams in one UDP GSO send (the kernel's `UDP_MAX_SEGMENTS` is 64 or more).
 pub const MAX_GSO_SEGMENTS: usize = 64;
 /// The most bytes in one UDP GSO send: it is built as one UDP datagram of up to 64 KiB, outer
@@ -78,6 +82,7 @@ pub struct Send {
 #[derive(Debug)]
 pub struct EgressBatch {
     enc: Encapsulator,
+    encap: Encap,
     vnet: bool,
     gso: bool,
     seq: u16,
@@ -91,11 +96,12 @@ pub struct EgressBatch {
 }
 
 impl EgressBatch {
-    /// `vnet`: the TUN prefixes each packet with a virtio-net header (offloads granted).
-    /// `gso`: sends may use UDP GSO.
-    pub fn new(enc: Encapsulator, vnet: bool, gso: bool) -> EgressBatch {
+    /// `encap`: the wire format. `vnet`: the TUN prefixes each packet with a virtio-net header
+    /// (offloads granted). `gso`: sends may use UDP GSO.
+    pub fn new(enc: Encapsulator, encap: Encap, vnet: bool, gso: bool) -> EgressBatch {
         EgressBatch {
             enc,
+            encap,
             vnet,
             gso,
             seq: 0,
@@ -178,12 +184,19 @@ impl EgressBatch {
             self.enc.encapsulate(table, packet, &mut self.reply, now)
         };
         match verdict {
-            Egress::Send(peer) if gso => {
-                let packet = &head[HEADROOM..HEADROOM + plen];
-                self.push_segments(peer, seq, slot, &vnet, packet, scratch)
-            }
             Egress::Send(peer) => {
-                self.push_send(peer, seq, slot, 0, &[Span::new(HEADROOM, plen)], 0, plen);
+                // The wire format's header goes in front, over the virtio-net header, which
+                // has been read.
+                let at = HEADROOM - self.encap.header_len();
+                let ipv6 = head[HEADROOM] >> 4 == 6;
+                self.encap
+                    .write_header(table.peer(peer), ipv6, &mut head[at..HEADROOM]);
+                if gso {
+                    let packet = &head[HEADROOM..HEADROOM + plen];
+                    return self.push_segments(peer, seq, slot, &vnet, packet, scratch);
+                }
+                let span = Span::new(at, HEADROOM - at + plen);
+                self.push_send(peer, seq, slot, 0, &[span], 0, plen);
                 true
             }
             Egress::Reply { len, reason } => {
@@ -204,6 +217,7 @@ impl EgressBatch {
 
     /// Splits `packet`, a super-packet at `HEADROOM`, into segments whose headers are built in the
     /// slot's scratch area, and queues them as GSO sends (or one datagram each without GSO).
+    /// Every segment starts with the one wire-format header written in front of `packet`.
     fn push_segments(
         &mut self,
         peer: PeerId,
@@ -230,25 +244,34 @@ impl EgressBatch {
         // Taken out for the loop (an empty box allocates nothing), put back after it.
         let all = std::mem::take(&mut self.segs);
         let segs = &all[..segmented.count];
+        let hlen = self.encap.header_len();
+        let datagram_size = hlen + segmented.segment_size;
         let per_send = if self.gso {
-            (MAX_GSO_BYTES / segmented.segment_size.max(1)).clamp(1, MAX_GSO_SEGMENTS)
+            (MAX_GSO_BYTES / datagram_size.max(1)).clamp(1, MAX_GSO_SEGMENTS)
         } else {
             1
         };
-        let mut spans = [Span::default(); 2 * MAX_GSO_SEGMENTS];
+        let wire = Span::new(HEADROOM - hlen, hlen);
+        let mut spans = [Span::default(); 3 * MAX_GSO_SEGMENTS];
         for (part, chunk) in segs.chunks(per_send).enumerate() {
             let mut bytes = 0;
-            for (i, s) in chunk.iter().enumerate() {
-                spans[2 * i] = Span::new(SCRATCH + s.header_start, s.header_len);
-                spans[2 * i + 1] = Span::new(HEADROOM + s.payload_start, s.payload_len);
+            let mut n = 0;
+            for s in chunk {
+                if hlen > 0 {
+                    spans[n] = wire;
+                    n += 1;
+                }
+                spans[n] = Span::new(SCRATCH + s.header_start, s.header_len);
+                spans[n + 1] = Span::new(HEADROOM + s.payload_start, s.payload_len);
+                n += 2;
                 bytes += s.len();
             }
             let size = if self.gso && chunk.len() > 1 {
-                segmented.segment_size as u16
+                datagram_size as u16
             } else {
                 0
             };
-            let spans = &spans[..2 * chunk.len()];
+            let spans = &spans[..n];
             self.push_send(peer, seq, slot, part as u16, spans, size, bytes);
         }
         self.segs = all;
@@ -268,10 +291,11 @@ impl EgressBatch {
     ) {
         let start = self.spans.len() as u32;
         self.spans.extend_from_slice(spans);
+        let per_datagram = if self.encap.header_len() > 0 { 3 } else { 2 };
         let datagrams = if segment_size == 0 {
             1
         } else {
-            (spans.len() / 2) as u16
+            (spans.len() / per_datagram) as u16
         };
         self.local.tx_packets += u64::from(datagrams);
         self.local.tx_bytes += bytes as u64;
@@ -339,6 +363,7 @@ pub struct RecvMeta {
 /// An ingress batch: received datagrams are checked and become TUN writes.
 #[derive(Debug)]
 pub struct IngressBatch {
+    encap: Encap,
     vnet: bool,
     writes: Vec<Write>,
     spans: Vec<Span>,
@@ -355,9 +380,11 @@ struct OpenRun {
 }
 
 impl IngressBatch {
-    /// `vnet`: every TUN write starts with a virtio-net header, and TCP runs may be merged.
-    pub fn new(vnet: bool) -> IngressBatch {
+    /// `encap`: the wire format. `vnet`: every TUN write starts with a virtio-net header, and
+    /// TCP runs may be merged.
+    pub fn new(encap: Encap, vnet: bool) -> IngressBatch {
         IngressBatch {
+            encap,
             vnet,
             writes: Vec::with_capacity(64 * MAX_SEGMENTS),
             spans: Vec::with_capacity(64 * MAX_SPANS),
@@ -382,7 +409,7 @@ impl IngressBatch {
     /// `true` when the slot now carries writes.
     pub fn push(&mut self, table: &Table, slot: u16, buf: &mut [u8], meta: RecvMeta) -> bool {
         // Every datagram of a GRO receive came from the same address.
-        let Some(from) = meta.from.and_then(|a| table.peer_by_addr(a)) else {
+        let Some(from) = meta.from.and_then(|a| table.peer_of(a)) else {
             self.local.drop(DropReason::UnknownPeer);
             return false;
         };
@@ -403,8 +430,16 @@ impl IngressBatch {
         // An empty datagram is one (malformed) packet too.
         let count = data.len().div_ceil(stride).max(1);
         for i in 0..count {
-            let at = HEADROOM + i * stride;
-            let packet = &data[i * stride..((i + 1) * stride).min(data.len())];
+            let datagram = &data[i * stride..((i + 1) * stride).min(data.len())];
+            let off = match self.encap.decap(datagram) {
+                Ok(off) => off,
+                Err(reason) => {
+                    self.local.drop(reason);
+                    continue;
+                }
+            };
+            let at = HEADROOM + i * stride + off;
+            let packet = &datagram[off..];
             if let Ingress::Drop(reason) = decapsulate_from(table, from, packet) {
                 self.local.drop(reason);
                 continue;
@@ -551,6 +586,7 @@ mod tests {
         let route = |p: &str, a: &str| Route {
             prefix: net(p),
             peer: a.parse().unwrap(),
+            mac: None,
         };
         let n1 = Table::new(
             &[net("198.19.1.0/24")],
@@ -564,7 +600,7 @@ mod tests {
     }
 
     fn egress(vnet: bool, gso: bool) -> EgressBatch {
-        EgressBatch::new(Encapsulator::new(MTU, 10), vnet, gso)
+        EgressBatch::new(Encapsulator::new(MTU, 10), Encap::Udp, vnet, gso)
     }
 
     /// A slot buffer holding `packet` as a TUN read puts it, behind `vnet` if given.
@@ -735,7 +771,7 @@ mod tests {
         let sent = datagrams(&mut b, &n1, &buf);
         let (stride, train) = (usize::from(sent[0].0), sent[0].1.clone());
 
-        let mut rx = IngressBatch::new(true);
+        let mut rx = IngressBatch::new(Encap::Udp, true);
         let mut slot = vec![0u8; SLOT_SIZE];
         slot[HEADROOM..HEADROOM + train.len()].copy_from_slice(&train);
         let meta = RecvMeta {
@@ -773,7 +809,7 @@ mod tests {
         let mut train = good.clone();
         train.extend_from_slice(&spoofed);
         train.extend_from_slice(&good);
-        let mut rx = IngressBatch::new(true);
+        let mut rx = IngressBatch::new(Encap::Udp, true);
         let mut slot = vec![0u8; SLOT_SIZE];
         slot[HEADROOM..HEADROOM + train.len()].copy_from_slice(&train);
         let meta = RecvMeta {
@@ -795,7 +831,7 @@ mod tests {
     #[test]
     fn empty_truncated_and_unknown_receives_are_dropped() {
         let (_, n2) = tables();
-        let mut rx = IngressBatch::new(false);
+        let mut rx = IngressBatch::new(Encap::Udp, false);
         let mut slot = vec![0u8; SLOT_SIZE];
         let from = Some("198.18.0.1:8285".parse().unwrap());
         let cases = [

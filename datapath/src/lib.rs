@@ -9,6 +9,7 @@
 //! - [`icmp`]: ICMP / ICMPv6 error generation (unreachable, time exceeded, too big);
 //! - [`route`]: the longest-prefix-match route table and its lock-free publication;
 //! - [`tunnel`]: the per-packet decisions of both directions (encapsulate, decapsulate);
+//! - [`encap`]: the wire formats (`udp`, `vxlan`): the bytes in front of a packet and their checks;
 //! - [`batch`]: an egress batch grouped into runs by peer;
 //! - [`offload`]: TUN offloads: the virtio-net header, TSO/USO segmentation, TCP GRO merging;
 //! - [`stats`]: drop reasons and counters; [`ratelimit`]: the token bucket behind ICMP and logs.
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod encap;
 pub mod icmp;
 pub mod offload;
 pub mod ratelimit;
@@ -30,6 +32,7 @@ pub mod wire;
 #[cfg(test)]
 mod testutil;
 
+pub use encap::{Encap, Mac, WireFormat};
 pub use route::{Peer, PeerId, Route, SharedTable, Table, TableError};
 pub use stats::{Counters, DropReason, LocalCounters, PeerCounters, PeerTotals};
 pub use tunnel::{decapsulate, Egress, Encapsulator, Ingress};

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 
+use crate::encap::{Mac, WireFormat};
 use crate::stats::PeerCounters;
 
 /// Index of a peer in its [`Table`]. Only meaningful with the table that returned it.
@@ -22,6 +23,8 @@ pub struct PeerId(pub u32);
 #[derive(Clone, Debug)]
 pub struct Peer {
     pub addr: SocketAddr,
+    /// Its VTEP MAC (vxlan).
+    pub mac: Option<Mac>,
     /// Shared with the versions before and after this one that also route to `addr`.
     pub counters: Arc<PeerCounters>,
 }
@@ -31,6 +34,19 @@ pub struct Peer {
 pub struct Route {
     pub prefix: IpNet,
     pub peer: SocketAddr,
+    /// The peer's VTEP MAC; required by a vxlan table, unused by a udp one.
+    pub mac: Option<Mac>,
+}
+
+impl Route {
+    /// A route without a MAC (the udp format).
+    pub fn new(prefix: IpNet, peer: SocketAddr) -> Route {
+        Route {
+            prefix,
+            peer,
+            mac: None,
+        }
+    }
 }
 
 /// Why a table could not be built. Nothing is published when building fails.
@@ -46,6 +62,20 @@ pub enum TableError {
     LocalOverlap(IpNet, IpNet),
     #[error("peer address {0} is not a usable unicast address")]
     BadPeer(SocketAddr),
+    #[error("vxlan peer {0} has no VTEP MAC (give it as ,mac=MAC)")]
+    NoMac(SocketAddr),
+    #[error("peer {0}: VTEP MAC {1} is not a unicast MAC")]
+    BadMac(SocketAddr, Mac),
+    #[error("peer {peer} is given two VTEP MACs, {first} and {second}")]
+    TwoMacs {
+        peer: SocketAddr,
+        first: Mac,
+        second: Mac,
+    },
+    #[error(
+        "vxlan peers {0} and {1} share an address: a vxlan peer is known by its address alone"
+    )]
+    SharedAddress(SocketAddr, SocketAddr),
 }
 
 /// One immutable version of the routing state: local subnets, routes and peers.
@@ -58,6 +88,9 @@ pub struct Table {
     peers: Vec<Peer>,
     /// Canonical underlay address to peer.
     by_addr: HashMap<SocketAddr, PeerId>,
+    /// Underlay IP alone to peer (vxlan).
+    by_ip: HashMap<IpAddr, PeerId>,
+    format: WireFormat,
     local: Vec<IpNet>,
     routes: Vec<Route>,
 }
@@ -88,6 +121,19 @@ impl Table {
         routes: &[Route],
         previous: Option<&Table>,
     ) -> Result<Table, TableError> {
+        Self::build(WireFormat::Udp, local_subnets, routes, previous)
+    }
+
+    /// Like [`Table::new_after`], for a wire format: in `vxlan` every peer needs a unicast MAC,
+    /// no two peers may share an IP address (a receive is matched by address alone), and
+    /// [`Table::peer_of`] ignores the sender's port. In every format all routes to one peer
+    /// give it the same MAC (or none).
+    pub fn build(
+        format: WireFormat,
+        local_subnets: &[IpNet],
+        routes: &[Route],
+        previous: Option<&Table>,
+    ) -> Result<Table, TableError> {
         for (i, &local) in local_subnets.iter().enumerate() {
             if local != local.trunc() {
                 return Err(TableError::HostBitsSet(local));
@@ -102,6 +148,8 @@ impl Table {
             v6: PrefixMap::new(),
             peers: Vec::new(),
             by_addr: HashMap::new(),
+            by_ip: HashMap::new(),
+            format,
             local: local_subnets.to_vec(),
             routes: routes.to_vec(),
         };
@@ -109,15 +157,42 @@ impl Table {
             check_route(local_subnets, route)?;
             let prefix = route.prefix;
             let addr = canonical_addr(route.peer);
+            if let Some(mac) = route.mac.filter(|m| !m.is_unicast()) {
+                return Err(TableError::BadMac(addr, mac));
+            }
+            if format == WireFormat::Vxlan && route.mac.is_none() {
+                return Err(TableError::NoMac(addr));
+            }
             let id = match table.by_addr.get(&addr) {
-                Some(&id) => id,
+                Some(&id) => {
+                    let first = table.peers[id.0 as usize].mac;
+                    if first != route.mac {
+                        let mac = |m: Option<Mac>| m.unwrap_or_default();
+                        return Err(TableError::TwoMacs {
+                            peer: addr,
+                            first: mac(first),
+                            second: mac(route.mac),
+                        });
+                    }
+                    id
+                }
                 None => {
                     let id =
                         PeerId(u32::try_from(table.peers.len()).expect("fewer than 2^32 routes"));
                     let counters = previous
                         .and_then(|p| p.peer_by_addr(addr).map(|id| p.peer(id).counters.clone()))
                         .unwrap_or_default();
-                    table.peers.push(Peer { addr, counters });
+                    if let Some(other) = table.by_ip.insert(addr.ip(), id) {
+                        if format == WireFormat::Vxlan {
+                            let other = table.peers[other.0 as usize].addr;
+                            return Err(TableError::SharedAddress(other, addr));
+                        }
+                    }
+                    table.peers.push(Peer {
+                        addr,
+                        mac: route.mac,
+                        counters,
+                    });
                     table.by_addr.insert(addr, id);
                     id
                 }
@@ -157,6 +232,20 @@ impl Table {
     /// The peer whose underlay address is `addr` (IPv4-mapped IPv6 addresses are treated as IPv4).
     pub fn peer_by_addr(&self, addr: SocketAddr) -> Option<PeerId> {
         self.by_addr.get(&canonical_addr(addr)).copied()
+    }
+
+    /// The peer a datagram from `from` came from: the peer at that address and port in `udp`,
+    /// the peer at that address in `vxlan`.
+    #[inline]
+    pub fn peer_of(&self, from: SocketAddr) -> Option<PeerId> {
+        match self.format {
+            WireFormat::Udp => self.peer_by_addr(from),
+            WireFormat::Vxlan => self.by_ip.get(&canonical_addr(from).ip()).copied(),
+        }
+    }
+
+    pub fn format(&self) -> WireFormat {
+        self.format
     }
 
     /// `true` when `addr` lies in one of this node's local subnets.
@@ -287,10 +376,77 @@ mod tests {
         Route {
             prefix: net(prefix),
             peer: sa(peer),
+            mac: None,
         }
     }
     fn peer_addr(t: &Table, dst: &str) -> Option<SocketAddr> {
         t.lookup(ip(dst)).map(|id| t.peer(id).addr)
+    }
+
+    fn vxlan(prefix: &str, peer: &str, mac: &str) -> Route {
+        Route {
+            mac: Some(mac.parse().unwrap()),
+            ..route(prefix, peer)
+        }
+    }
+
+    #[test]
+    fn vxlan_tables_match_by_address_and_need_macs() {
+        const MAC2: &str = "0a:58:c6:13:02:00";
+        let local = [net("198.19.1.0/24")];
+        let build = |routes: &[Route]| Table::build(WireFormat::Vxlan, &local, routes, None);
+        let t = build(&[
+            vxlan("198.19.2.0/24", "198.18.0.2:8472", MAC2),
+            vxlan("fd19:0:0:2::/64", "198.18.0.2:8472", MAC2),
+        ])
+        .unwrap();
+        let id = t.lookup(ip("198.19.2.1")).unwrap();
+        assert_eq!(t.peer(id).mac, Some(MAC2.parse().unwrap()));
+        // A kernel VTEP sends from any source port.
+        assert_eq!(t.peer_of(sa("198.18.0.2:41234")), Some(id));
+        assert_eq!(t.peer_of(sa("[::ffff:198.18.0.2]:1")), Some(id));
+        assert_eq!(t.peer_of(sa("198.18.0.3:8472")), None);
+        assert_eq!(t.format(), WireFormat::Vxlan);
+
+        let addr = sa("198.18.0.2:8472");
+        assert_eq!(
+            build(&[route("198.19.2.0/24", "198.18.0.2:8472")]).unwrap_err(),
+            TableError::NoMac(addr)
+        );
+        let err = build(&[
+            vxlan("198.19.2.0/24", "198.18.0.2:8472", MAC2),
+            vxlan("198.19.3.0/24", "198.18.0.2:4789", "0a:58:c6:13:03:00"),
+        ])
+        .unwrap_err();
+        assert_eq!(err, TableError::SharedAddress(addr, sa("198.18.0.2:4789")));
+        let err = build(&[
+            vxlan("198.19.2.0/24", "198.18.0.2:8472", MAC2),
+            vxlan("198.19.3.0/24", "198.18.0.2:8472", "0a:58:c6:13:03:00"),
+        ])
+        .unwrap_err();
+        assert!(matches!(err, TableError::TwoMacs { .. }), "{err}");
+        let err = build(&[vxlan(
+            "198.19.2.0/24",
+            "198.18.0.2:8472",
+            "ff:ff:ff:ff:ff:ff",
+        )]);
+        assert!(matches!(err, Err(TableError::BadMac(..))));
+    }
+
+    #[test]
+    fn udp_tables_match_by_address_and_port() {
+        let t = Table::new(
+            &[net("198.19.1.0/24")],
+            &[vxlan(
+                "198.19.2.0/24",
+                "198.18.0.2:8285",
+                "0a:58:c6:13:02:00",
+            )],
+        )
+        .unwrap();
+        assert!(t.peer_of(sa("198.18.0.2:8285")).is_some());
+        assert_eq!(t.peer_of(sa("198.18.0.2:41234")), None);
+        assert_eq!(t.format(), WireFormat::Udp);
     }
 
     #[test]
@@ -358,6 +514,7 @@ mod tests {
             &[Route {
                 prefix: net("198.19.2.0/24"),
                 peer: on_if2,
+                mac: None,
             }],
         )
         .unwrap();
@@ -464,7 +621,7 @@ mod tests {
             let prefix = IpNet::V4(Ipv4Net::new(addr, len).unwrap().trunc());
             if seen.insert(prefix) {
                 let peer = SocketAddr::from(([198, 18, 0, (routes.len() % 200) as u8 + 1], 8285));
-                routes.push(Route { prefix, peer });
+                routes.push(Route::new(prefix, peer));
             }
         }
         let t = Table::new(&[], &routes).unwrap();
@@ -621,10 +778,7 @@ mod tests {
         let local: IpNet = "198.19.1.0/24".parse().unwrap();
         let a: SocketAddr = "198.18.0.2:8285".parse().unwrap();
         let b: SocketAddr = "198.18.0.3:8285".parse().unwrap();
-        let route = |p: &str, peer| Route {
-            prefix: p.parse().unwrap(),
-            peer,
-        };
+        let route = |p: &str, peer| Route::new(p.parse().unwrap(), peer);
         let v1 = Table::new(
             &[local],
             &[route("198.19.2.0/24", a), route("198.19.3.0/24", b)],

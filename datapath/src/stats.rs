@@ -29,10 +29,20 @@ pub enum DropReason {
     SendError,
     /// Writing to the TUN failed.
     TunWriteError,
+    /// Received (vxlan): shorter than the VXLAN and Ethernet headers.
+    VxlanTruncated,
+    /// Received (vxlan): the I flag missing, or a reserved bit set.
+    VxlanFlags,
+    /// Received (vxlan): another VNI.
+    VxlanVni,
+    /// Received (vxlan): the inner destination MAC is not ours (broadcast and multicast too).
+    VxlanMac,
+    /// Received (vxlan): the inner ethertype is neither IPv4 nor IPv6.
+    VxlanEthertype,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 15;
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::UnknownPeer,
         Self::Malformed,
@@ -44,6 +54,11 @@ impl DropReason {
         Self::Loop,
         Self::SendError,
         Self::TunWriteError,
+        Self::VxlanTruncated,
+        Self::VxlanFlags,
+        Self::VxlanVni,
+        Self::VxlanMac,
+        Self::VxlanEthertype,
     ];
 
     /// Stable snake_case name, for logs, stats output and metrics labels.
@@ -59,6 +74,11 @@ impl DropReason {
             Self::Loop => "loop",
             Self::SendError => "send_error",
             Self::TunWriteError => "tun_write_error",
+            Self::VxlanTruncated => "vxlan_truncated",
+            Self::VxlanFlags => "vxlan_flags",
+            Self::VxlanVni => "vxlan_vni",
+            Self::VxlanMac => "vxlan_mac",
+            Self::VxlanEthertype => "vxlan_ethertype",
         }
     }
 }

@@ -158,7 +158,7 @@ impl Encapsulator {
 /// well-formed IP packet ([`DropReason::Malformed`]); its source routes to that same peer
 /// ([`DropReason::Spoofed`]); its destination is in a local subnet ([`DropReason::NotLocal`]).
 pub fn decapsulate(table: &Table, from: SocketAddr, datagram: &[u8]) -> Ingress {
-    match table.peer_by_addr(from) {
+    match table.peer_of(from) {
         Some(peer) => decapsulate_from(table, peer, datagram),
         None => Ingress::Drop(DropReason::UnknownPeer),
     }
@@ -199,14 +199,8 @@ mod tests {
         Table::new(
             &[net("198.19.1.0/24"), net("fd19:0:0:1::/64")],
             &[
-                Route {
-                    prefix: net("198.19.2.0/24"),
-                    peer,
-                },
-                Route {
-                    prefix: net("fd19:0:0:2::/64"),
-                    peer,
-                },
+                Route::new(net("198.19.2.0/24"), peer),
+                Route::new(net("fd19:0:0:2::/64"), peer),
             ],
         )
         .unwrap()
@@ -217,10 +211,7 @@ mod tests {
         let peer = PEER.parse().unwrap();
         Table::new(
             &[net("198.19.1.0/24")],
-            &[Route {
-                prefix: net("fd19:0:0:2::/64"),
-                peer,
-            }],
+            &[Route::new(net("fd19:0:0:2::/64"), peer)],
         )
         .unwrap()
     }

@@ -47,10 +47,7 @@ impl Pair {
             underlay,
             table: Table::new(
                 &[net(local[0]), net(local[1])],
-                &remote.map(|p| Route {
-                    prefix: net(p),
-                    peer,
-                }),
+                &remote.map(|p| Route::new(net(p), peer)),
             )
             .unwrap(),
             enc: Encapsulator::new(TUNNEL_MTU, 100),

@@ -290,7 +290,7 @@ pub struct RouteTxn<'a> {
 impl RouteTxn<'_> {
     /// Routes `prefix` to `peer` (replacing its peer if it is routed already).
     pub fn insert(mut self, prefix: IpNet, peer: SocketAddr) -> Self {
-        self.ops.push(RouteOp::Insert(Route { prefix, peer }));
+        self.ops.push(RouteOp::Insert(Route::new(prefix, peer)));
         self
     }
 
@@ -395,7 +395,7 @@ impl ControlThread {
             let routes: Vec<Route> = self
                 .routes
                 .iter()
-                .map(|(&prefix, &peer)| Route { prefix, peer })
+                .map(|(&prefix, &peer)| Route::new(prefix, peer))
                 .collect();
             let previous = self.shared.table.snapshot();
             match Table::new_after(&self.local, &routes, Some(&previous)) {

@@ -237,7 +237,7 @@ impl Fields {
         let prefix = self.prefix(prefix, &format!("{at}prefix"))?;
         let peer = config::parse_peer_addr(peer)
             .map_err(|p| self.invalid(&format!("{at}peer"), peer, &p))?;
-        Ok(Route { prefix, peer })
+        Ok(Route::new(prefix, peer))
     }
 
     fn invalid(&self, name: &str, text: &str, problem: &Problem) -> String {
@@ -410,6 +410,7 @@ mod tests {
         Route {
             prefix: prefix.parse().unwrap(),
             peer: peer.parse().unwrap(),
+            mac: None,
         }
     }
 

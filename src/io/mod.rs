@@ -84,6 +84,8 @@ pub struct Ctx {
     pub map_v4: bool,
     /// The offloads in use.
     pub offloads: Offloads,
+    /// The wire format.
+    pub encap: datapath::Encap,
     pub epoch: Instant,
 }
 
@@ -98,11 +100,16 @@ impl Ctx {
 
     fn egress_batch(&self) -> EgressBatch {
         let enc = datapath::Encapsulator::new(self.tunnel_mtu, ICMP_PER_SEC);
-        EgressBatch::new(enc, self.offloads.tun.tso, self.offloads.udp_gso)
+        EgressBatch::new(
+            enc,
+            self.encap,
+            self.offloads.tun.tso,
+            self.offloads.udp_gso,
+        )
     }
 
     fn ingress_batch(&self) -> IngressBatch {
-        IngressBatch::new(self.offloads.tun.tso)
+        IngressBatch::new(self.encap, self.offloads.tun.tso)
     }
 
     /// The socket address a peer is sent to on this socket.
