@@ -573,6 +573,7 @@ mod tests {
     use etherparse::{Ipv4HeaderSlice, SlicedPacket, TransportSlice};
 
     use super::*;
+    use crate::encap::{Mac, WireFormat, VXLAN_OVERHEAD};
     use crate::offload::testpkt::{set_partial_checksum, tcp_packet, Tcp};
     use crate::route::Route;
     use crate::testutil::{ipv4_udp, V4_A, V4_B};
@@ -859,5 +860,144 @@ mod tests {
             assert_eq!(rx.local.drops[reason as usize], 1, "{meta:?}");
         }
         assert!(rx.writes().is_empty());
+    }
+
+    const MAC1: Mac = Mac([0x0a, 0x58, 0xc6, 0x13, 0x01, 0x00]);
+    const MAC2: Mac = Mac([0x0a, 0x58, 0xc6, 0x13, 0x02, 0x00]);
+
+    /// [`tables`] in vxlan, each node knowing the other's VTEP MAC.
+    fn vxlan_tables() -> (Table, Table) {
+        let net = |s: &str| s.parse().unwrap();
+        let route = |p: &str, a: &str, mac| Route {
+            prefix: net(p),
+            peer: a.parse().unwrap(),
+            mac: Some(mac),
+        };
+        let vx = WireFormat::Vxlan;
+        let n1 = Table::build(
+            vx,
+            &[net("198.19.1.0/24")],
+            &[route("198.19.2.0/24", "198.18.0.2:8472", MAC2)],
+            None,
+        );
+        let n2 = Table::build(
+            vx,
+            &[net("198.19.2.0/24")],
+            &[route("198.19.1.0/24", "198.18.0.1:8472", MAC1)],
+            None,
+        );
+        (n1.unwrap(), n2.unwrap())
+    }
+
+    #[test]
+    fn vxlan_super_packet_round_trip() {
+        let (n1, n2) = vxlan_tables();
+        let (tx, rx_encap) = (
+            Encap::Vxlan { vni: 7, mac: MAC1 },
+            Encap::Vxlan { vni: 7, mac: MAC2 },
+        );
+        // The segment size leaves room for the 22 bytes of VXLAN and Ethernet.
+        let mtu = MTU - VXLAN_OVERHEAD;
+        let mss = mtu - 52;
+        let mut b = EgressBatch::new(Encapsulator::new(mtu, 10), tx, true, true);
+        let (packet, vnet) = super_packet(20, mss);
+        let (mut buf, len) = read_into(&b, Some(vnet), &packet);
+        assert!(b.push(&n1, 0, &mut buf, len, 0));
+        let sent = datagrams(&mut b, &n1, &buf);
+        let &[(size, ref train)] = &sent[..] else {
+            panic!("one GSO send: {sent:?}")
+        };
+        assert_eq!(
+            usize::from(size),
+            MTU,
+            "each datagram: headers and one segment"
+        );
+        let mut header = [0u8; VXLAN_OVERHEAD];
+        tx.write_header(n1.peer(n1.lookup(V4_B.into()).unwrap()), false, &mut header);
+        for datagram in train.chunks(MTU) {
+            assert_eq!(
+                datagram[..VXLAN_OVERHEAD],
+                header,
+                "every segment has its headers"
+            );
+            assert_eq!(datagram[VXLAN_OVERHEAD] >> 4, 4);
+        }
+
+        // Received as one GRO train from a kernel VTEP's ephemeral port, with one datagram of
+        // another VNI in the middle.
+        let mut bad = train[..MTU].to_vec();
+        bad[6] = 8;
+        let mut rx_train = train[..3 * MTU].to_vec();
+        rx_train.extend_from_slice(&bad);
+        rx_train.extend_from_slice(&train[3 * MTU..]);
+        let mut rx = IngressBatch::new(rx_encap, true);
+        let mut slot = vec![0u8; SLOT_SIZE];
+        slot[HEADROOM..HEADROOM + rx_train.len()].copy_from_slice(&rx_train);
+        let meta = RecvMeta {
+            len: rx_train.len(),
+            from: Some("198.18.0.1:39112".parse().unwrap()),
+            truncated: false,
+            stride: MTU,
+        };
+        assert!(rx.push(&n2, 0, &mut slot, meta));
+        assert_eq!(rx.local.rx_packets, 20);
+        assert_eq!(rx.local.drops[DropReason::VxlanVni as usize], 1);
+        let written: Vec<u8> = rx
+            .writes()
+            .iter()
+            .flat_map(|w| rx.spans(w).iter().flat_map(|s| s.of(&slot).to_vec()))
+            .collect();
+        // One merged run of 20 segments (the foreign datagram was dropped between
+        // segments 3 and 4, which are still adjacent), and the super-packet again.
+        assert_eq!(rx.writes().len(), 1);
+        let merged = &written[VNET_HDR_LEN..];
+        assert_eq!(merged.len(), packet.len());
+        assert_eq!(merged[12..], packet[12..]);
+
+        // A udp node does not understand it: it is no known peer (wrong port).
+        let mut udp = IngressBatch::new(Encap::Udp, true);
+        let (_, udp_n2) = tables();
+        assert!(!udp.push(&udp_n2, 0, &mut slot, meta));
+        assert_eq!(udp.local.drops[DropReason::UnknownPeer as usize], 1);
+    }
+
+    #[test]
+    fn a_vxlan_plain_packet_is_one_datagram_behind_its_headers() {
+        let (n1, n2) = vxlan_tables();
+        let tx = Encap::Vxlan { vni: 1, mac: MAC1 };
+        let mut b = EgressBatch::new(Encapsulator::new(MTU, 10), tx, true, true);
+        let packet = ipv4_udp(V4_A, V4_B, 64, true, 100);
+        let (mut buf, len) = read_into(&b, Some(VnetHdr::default()), &packet);
+        assert!(b.push(&n1, 0, &mut buf, len, 0));
+        let sent = datagrams(&mut b, &n1, &buf);
+        assert_eq!(sent.len(), 1);
+        let d = &sent[0].1;
+        assert_eq!(d.len(), VXLAN_OVERHEAD + packet.len());
+        assert_eq!(d[..8], [0x08, 0, 0, 0, 0, 0, 1, 0]);
+        assert_eq!(d[8..14], MAC2.0);
+        assert_eq!(d[14..20], MAC1.0);
+        assert_eq!(d[VXLAN_OVERHEAD + 12..], packet[12..]);
+
+        let mut rx = IngressBatch::new(Encap::Vxlan { vni: 1, mac: MAC2 }, false);
+        let mut slot = vec![0u8; SLOT_SIZE];
+        slot[HEADROOM..HEADROOM + d.len()].copy_from_slice(d);
+        let meta = RecvMeta {
+            len: d.len(),
+            from: Some("198.18.0.1:8472".parse().unwrap()),
+            ..RecvMeta::default()
+        };
+        assert!(rx.push(&n2, 0, &mut slot, meta));
+        let &[w] = rx.writes() else {
+            panic!("one write")
+        };
+        let &[span] = rx.spans(&w) else {
+            panic!("one span")
+        };
+        assert_eq!(
+            span.start as usize,
+            HEADROOM + VXLAN_OVERHEAD,
+            "written in place"
+        );
+        assert_eq!(span.of(&slot)[12..], packet[12..]);
     }
 }
