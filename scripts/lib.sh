@@ -142,16 +142,23 @@ tundra_start() {
     [[ " $* " == *" --control "* ]] || control_args=(--control "$(tundra_control "$i")")
     [[ -x $TUNDRA_BIN ]] || die "no tundra binary at $TUNDRA_BIN (cargo build --release)"
     [[ -z ${TUNDRA_PID[$i]:-} ]] || die "tundra already running in node $i"
+    # With --encap vxlan: port 8472 and every node's VTEP MAC (see vtep_mac).
+    local port=$TUNDRA_PORT vx="" vx_args=()
+    if [[ " $* " == *" --encap vxlan "* ]]; then
+        port=8472
+        vx_args=(--vtep-mac "$(vtep_mac "$i")")
+    fi
     for ((j = 1; j <= CLUSTER_N; j++)); do
         ((i != j)) || continue
-        peer_args+=(--peer "$(subnet4 "$j")=$(peer_addr "$j")")
-        peer_args+=(--peer "$(subnet6 "$j")=$(peer_addr "$j")")
+        [[ -z ${vx_args[*]} ]] || vx=",mac=$(vtep_mac "$j")"
+        peer_args+=(--peer "$(subnet4 "$j")=$(TUNDRA_PORT=$port peer_addr "$j")$vx")
+        peer_args+=(--peer "$(subnet6 "$j")=$(TUNDRA_PORT=$port peer_addr "$j")$vx")
     done
     logf=$CLUSTER_DIR/tundra-n$i.log
     : >"$logf"
     # `ip netns exec` execs the command: $! is tundra's own pid (not a subshell's).
     ip netns exec "$(node_ns "$i")" "$TUNDRA_BIN" run --tun "$TUNDRA_TUN" \
-        --listen "$(peer_addr "$i")" \
+        --listen "$(TUNDRA_PORT=$port peer_addr "$i")" "${vx_args[@]}" \
         --local-subnet "$(subnet4 "$i")" --local-subnet "$(subnet6 "$i")" \
         "${control_args[@]}" "${peer_args[@]}" "$@" </dev/null >>"$logf" 2>&1 &
     TUNDRA_PID[$i]=$!
@@ -233,30 +240,27 @@ tundra_stats() {
     grep -o 'stats {.*' "$logf" | tail -n 1 || true
 }
 
-# vxlan_mac I — MAC address of node I's vx0.
-vxlan_mac() {
-    ip -n "$(node_ns "$1")" -o link show vx0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p'
-}
+# vtep_mac I — node I's VTEP MAC, whether kernel VXLAN (vx0) or tundra --encap vxlan is
+# the VTEP there: fixed, so that every node knows every other's without asking.
+vtep_mac() { printf '0a:58:c6:13:%02x:00\n' "$1"; }
 
-# vxlan_up I... — kernel VXLAN between the given nodes, exactly as flannel sets it up
-# (device vx0, VNI 1, port 8472, nolearning; per peer: a permanent neighbour for the peer's
-# subnet .0 address, an FDB entry to its underlay address, an onlink route). Nodes whose
-# tundra is running are refused: both overlays would claim the same overlay routes.
+# vxlan_up I... — kernel VXLAN on the given nodes, exactly as flannel sets it up (device
+# vx0, VNI 1, port 8472, nolearning; per other node of the cluster, kernel or tundra: a
+# permanent neighbour for its subnet .0 address, an FDB entry to its underlay address, an
+# onlink route). Nodes whose tundra is running are refused: both overlays would claim the
+# same overlay routes.
 vxlan_up() {
-    local nodes=("$@") i j ns mac
-    for i in "${nodes[@]}"; do
+    local i j ns mac
+    for i in "$@"; do
         [[ -z ${TUNDRA_PID[$i]:-} ]] || die "vxlan_up: tundra still runs in node $i"
         ns=$(node_ns "$i")
-        ip -n "$ns" link add vx0 type vxlan id 1 dstport 8472 local "$(underlay4 "$i")" \
-            dev eth0 nolearning
+        ip -n "$ns" link add vx0 address "$(vtep_mac "$i")" type vxlan id 1 dstport 8472 \
+            local "$(underlay4 "$i")" dev eth0 nolearning
         ip -n "$ns" addr add "198.19.$i.0/32" dev vx0
         ip -n "$ns" link set vx0 up
-    done
-    for i in "${nodes[@]}"; do
-        ns=$(node_ns "$i")
-        for j in "${nodes[@]}"; do
+        for ((j = 1; j <= CLUSTER_N; j++)); do
             ((i != j)) || continue
-            mac=$(vxlan_mac "$j")
+            mac=$(vtep_mac "$j")
             ip -n "$ns" neigh add "198.19.$j.0" lladdr "$mac" dev vx0 nud permanent
             bridge -n "$ns" fdb append "$mac" dev vx0 dst "$(underlay4 "$j")"
             ip -n "$ns" route add "$(subnet4 "$j")" via "198.19.$j.0" dev vx0 onlink
