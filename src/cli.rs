@@ -10,24 +10,32 @@ use ipnet::IpNet;
 
 use crate::config::{self, Flags};
 
-const ABOUT: &str = "Userspace TUN/UDP overlay dataplane (flannel's UDP backend format)";
+const ABOUT: &str = "Userspace TUN/UDP overlay dataplane (flannel's UDP or VXLAN backend format)";
 
 const LONG_ABOUT: &str = "\
 Userspace TUN/UDP overlay dataplane.
 
 tundra moves packets between a TUN device and a UDP socket: an IP packet routed into the TUN
-device towards a peer's overlay subnet is sent, unchanged, as the payload of one UDP datagram
-to that peer's underlay address (flannel's UDP backend format); datagrams received from peers
-are written back into the TUN device.";
+device towards a peer's overlay subnet is sent as the payload of one UDP datagram to that
+peer's underlay address, either unchanged (--encap udp, flannel's UDP backend format) or behind
+a VXLAN and an Ethernet header (--encap vxlan, what Linux VXLAN devices and flannel's VXLAN
+backend send and receive); datagrams received from peers are written back into the TUN device.";
 
 const AFTER_HELP: &str = "\
 Flags of `tundra run` (see `tundra run --help` for details):
   --tun NAME                  TUN device name [default: tundra0]
-  --listen ADDR:PORT          underlay address and port to receive on [default: 0.0.0.0:8285]
+  --listen ADDR:PORT          underlay address and port to receive on [default: 0.0.0.0:8285,
+                              0.0.0.0:8472 with --encap vxlan]
   --local-subnet CIDR         this node's overlay subnet (repeat for several; at least one)
-  --peer CIDR=ADDR:PORT       route a subnet to a peer node (repeat; port default 8285)
-  --encap udp                 encapsulation format [default: udp]
-  --mtu N                     TUN MTU [default: underlay MTU - 28 (IPv4) or 48 (IPv6)]
+  --peer CIDR=ADDR:PORT[,mac=MAC]
+                              route a subnet to a peer node (repeat; port default 8285, 8472
+                              with vxlan; mac=: the peer's VTEP MAC, required with vxlan)
+  --encap udp|vxlan           encapsulation format [default: udp]
+  --vni N                     VXLAN network identifier, vxlan only [default: 1]
+  --vtep-mac MAC              this node's VTEP MAC, vxlan only [default: derived from the
+                              local subnets, the same on every start]
+  --mtu N                     TUN MTU [default: underlay MTU - 28 (IPv4) or 48 (IPv6);
+                              vxlan: - 50 or 70]
   --io auto|uring|poll        I/O engine [default: auto]
   --offload auto|on|off       TUN and UDP segmentation offloads [default: auto]
   --tun-queue-len N           TUN transmit queue length in packets [default: chosen by tundra]
@@ -41,8 +49,10 @@ Talking to a running tundra (over its control socket, see docs/control.md):
   tundra routes list|add|del  show or change the routes
   tundra stats [--json]       counters: totals, drops by reason, per peer
 
-Example:
+Examples:
   tundra run --local-subnet 10.1.0.0/16 --peer 10.2.0.0/16=192.0.2.2:8285
+  tundra run --encap vxlan --local-subnet 10.1.0.0/16 \\
+             --peer 10.2.0.0/16=192.0.2.2,mac=0a:58:c0:00:02:02
 
 Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 when setting up failed, 2 for an
 invalid flag or config file. Logging: RUST_LOG (default `info`), to stderr.";
@@ -53,7 +63,9 @@ Config file (--config), TOML, every key optional, unknown keys are an error:
   listen = \"0.0.0.0:8285\"
   local_subnets = [\"10.1.0.0/16\"]
   peers = [\"10.2.0.0/16=192.0.2.2:8285\", \"fd00:2::/64=[2001:db8::2]\"]
-  encap = \"udp\"
+  encap = \"udp\"                      # or \"vxlan\"
+  vni = 1                            # vxlan only
+  vtep_mac = \"0a:58:c0:00:02:01\"     # vxlan only
   mtu = 1400
   io = \"auto\"
   offload = \"auto\"
@@ -62,10 +74,17 @@ Config file (--config), TOML, every key optional, unknown keys are an error:
   configure = true
   control = \"/run/tundra/tundra.sock\"   # or \"none\"
   metrics = \"127.0.0.1:9100\"
+  With encap = \"vxlan\", each peer carries its VTEP MAC:
+  peers = [\"10.2.0.0/16=192.0.2.2,mac=0a:58:c0:00:02:02\"]   # port omitted: 8472
 
-Example:
+Examples:
   tundra run --tun tundra0 --listen 0.0.0.0:8285 --local-subnet 10.1.0.0/16 \\
-             --peer 10.2.0.0/16=192.0.2.2:8285 --peer 10.3.0.0/16=192.0.2.3";
+             --peer 10.2.0.0/16=192.0.2.2:8285 --peer 10.3.0.0/16=192.0.2.3
+  tundra run --encap vxlan --vni 1 --local-subnet 10.1.0.0/16 \\
+             --peer 10.2.0.0/16=192.0.2.2,mac=0a:58:c0:00:02:02   # to port 8472
+  With vxlan, a peer may be a Linux VXLAN device (as flannel's vxlan backend sets up):
+  its MAC is `ip -br link show DEV`'s, and it must know ours (shown at start and by
+  `tundra stats`) in its neighbour and FDB entries.";
 
 /// `tundra`'s command line.
 #[derive(Debug, Parser)]
@@ -142,7 +161,7 @@ pub struct RoutesArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RoutesCommand {
-    /// List the routes: prefix and peer, sorted by prefix
+    /// List the routes: prefix, peer and (vxlan) its MAC, sorted by prefix
     List {
         #[command(flatten)]
         control: ControlArg,
@@ -151,16 +170,19 @@ pub enum RoutesCommand {
     ///
     /// CIDR is a canonical prefix (host bits zero) that must not overlap a
     /// local subnet; ADDR:PORT the peer node's underlay address (IPv6 in
-    /// brackets; port default 8285).
-    /// Example: tundra routes add 10.3.0.0/16 192.0.2.3:8285
+    /// brackets; the port may be left out: the running tundra's default, 8285
+    /// with udp, 8472 with vxlan), followed with vxlan (only) by ,mac=MAC,
+    /// the peer's VTEP MAC.
+    /// Examples: tundra routes add 10.3.0.0/16 192.0.2.3:8285
+    ///           tundra routes add 10.3.0.0/16 192.0.2.3,mac=0a:58:c0:00:02:03
     #[command(verbatim_doc_comment)]
     Add {
         /// Overlay prefix to route, e.g. 10.3.0.0/16
         #[arg(value_name = "CIDR", value_parser = parse_cidr_arg)]
         prefix: IpNet,
-        /// Underlay address of the peer node, e.g. 192.0.2.3:8285
-        #[arg(value_name = "ADDR:PORT", value_parser = parse_peer_arg)]
-        peer: std::net::SocketAddr,
+        /// Underlay address of the peer node, e.g. 192.0.2.3:8285 (vxlan: ,mac=MAC after it)
+        #[arg(value_name = "ADDR:PORT[,mac=MAC]", value_parser = parse_peer_arg)]
+        peer: config::PeerSpec,
         #[command(flatten)]
         control: ControlArg,
     },
@@ -191,8 +213,8 @@ fn parse_cidr_arg(s: &str) -> Result<IpNet, config::Problem> {
     config::parse_cidr(s)
 }
 
-fn parse_peer_arg(s: &str) -> Result<std::net::SocketAddr, config::Problem> {
-    config::parse_peer_addr(s)
+fn parse_peer_arg(s: &str) -> Result<config::PeerSpec, config::Problem> {
+    config::parse_peer_spec(s)
 }
 
 /// The flags of `tundra run`. An absent flag takes the config file's value, else the default.
@@ -209,12 +231,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", verbatim_doc_comment)]
     pub tun: Option<String>,
 
-    /// Underlay address and port to receive on [default: 0.0.0.0:8285]
+    /// Underlay address and port to receive on [default: 0.0.0.0:8285; vxlan: 0.0.0.0:8472]
     ///
     /// Local address and UDP port of the socket that sends to and receives
-    /// from peers. IPv6 in brackets; the port may be omitted (8285).
-    /// [::] also reaches IPv4 peers (dual-stack).
-    /// Default: 0.0.0.0:8285 (flannel's UDP port).   Example: --listen [::]:8285
+    /// from peers. IPv6 in brackets; the port may be omitted (8285; 8472
+    /// with --encap vxlan). [::] also reaches IPv4 peers (dual-stack).
+    /// Default: 0.0.0.0:8285 (flannel's UDP port); with --encap vxlan
+    /// 0.0.0.0:8472 (Linux's and flannel's VXLAN port; IANA's 4789 is
+    /// --listen 0.0.0.0:4789).   Example: --listen [::]:8285
     #[arg(long, value_name = "ADDR:PORT", verbatim_doc_comment)]
     pub listen: Option<String>,
 
@@ -231,28 +255,60 @@ pub struct RunArgs {
     /// Route an overlay subnet to a peer node (repeatable)
     ///
     /// Packets to CIDR are sent to the peer node at ADDR:PORT (its --listen
-    /// address). IPv6 addresses in brackets; the port may be omitted (8285).
-    /// Several prefixes to one peer are several --peer flags. A prefix may be
-    /// routed only once and must not overlap a local subnet.
+    /// address). IPv6 addresses in brackets; the port may be omitted (8285;
+    /// 8472 with --encap vxlan). With --encap vxlan (only), ,mac=MAC gives the
+    /// peer's VTEP MAC, which every vxlan peer needs (a Linux VXLAN device's
+    /// own MAC; another tundra's --vtep-mac, shown at its start).
+    /// Several prefixes to one peer are several --peer flags (with one MAC).
+    /// A prefix may be routed only once and must not overlap a local subnet.
     /// No default.   Examples: --peer 10.2.0.0/16=192.0.2.2:8285
     ///                         --peer fd00:2::/64=[2001:db8::2]
-    #[arg(long = "peer", value_name = "CIDR=ADDR:PORT", verbatim_doc_comment)]
+    ///                         --peer 10.2.0.0/16=192.0.2.2,mac=0a:58:c0:00:02:02
+    #[arg(
+        long = "peer",
+        value_name = "CIDR=ADDR:PORT[,mac=MAC]",
+        verbatim_doc_comment
+    )]
     pub peers: Vec<String>,
 
-    /// Encapsulation format [default: udp]
+    /// Encapsulation format: udp or vxlan [default: udp]
     ///
     /// udp: the UDP payload is the inner IP packet and nothing else (flannel's
     /// UDP backend format; 28 bytes of overhead over IPv4, 48 over IPv6).
-    /// Default: udp.   Example: --encap udp
-    #[arg(long, value_name = "udp", verbatim_doc_comment)]
+    /// vxlan: RFC 7348 VXLAN as Linux sends it, so tundra and kernel VXLAN
+    /// devices (flannel's vxlan backend) reach each other: a VXLAN header
+    /// (--vni) and an Ethernet header from our VTEP MAC (--vtep-mac) to the
+    /// peer's (,mac= in --peer) in front of the inner packet; 50 bytes of
+    /// overhead over IPv4, 70 over IPv6; default port 8472.
+    /// Default: udp.   Example: --encap vxlan
+    #[arg(long, value_name = "udp|vxlan", verbatim_doc_comment)]
     pub encap: Option<String>,
+
+    /// VXLAN network identifier, with --encap vxlan only [default: 1]
+    ///
+    /// 0 to 16777215 (24 bits); every node of the overlay uses the same VNI
+    /// (a Linux VXLAN device's `id`). An error with --encap udp.
+    /// Default: 1 (flannel's).   Example: --vni 4096
+    #[arg(long, value_name = "N", verbatim_doc_comment)]
+    pub vni: Option<String>,
+
+    /// This node's VTEP MAC, with --encap vxlan only [default: derived]
+    ///
+    /// The MAC our VXLAN frames come from, and the one peers must send to
+    /// (their ,mac= for this node): a unicast MAC, aa:bb:cc:dd:ee:ff.
+    /// An error with --encap udp.
+    /// Default: a locally administered MAC derived from the local subnets, the
+    /// same on every start (shown in the startup log, `tundra stats` and
+    /// health).   Example: --vtep-mac 0a:58:c0:00:02:01
+    #[arg(long, value_name = "MAC", verbatim_doc_comment)]
+    pub vtep_mac: Option<String>,
 
     /// MTU of the TUN device [default: underlay MTU - overhead]
     ///
     /// 576 to 65535, at least 1280 when any subnet is IPv6.
     /// Default: the MTU of the underlay interface that reaches the peers, less
-    /// 28 (IPv4 underlay) or 48 (IPv6 underlay), so that encapsulated packets
-    /// are not fragmented.   Example: --mtu 1400
+    /// 28 (IPv4 underlay) or 48 (IPv6 underlay), with --encap vxlan 50 or 70,
+    /// so that encapsulated packets are not fragmented.   Example: --mtu 1400
     #[arg(long, value_name = "N", verbatim_doc_comment)]
     pub mtu: Option<String>,
 
@@ -322,9 +378,9 @@ pub struct RunArgs {
     /// Read settings from a TOML file; flags override it
     ///
     /// Keys: tun, listen, local_subnets (array), peers (array of
-    /// "CIDR=ADDR:PORT" strings), encap, mtu, io, offload, tun_queue_len,
-    /// socket_buffer, configure (bool), control, metrics; see the
-    /// example below. A flag given on the command line overrides the file's
+    /// "CIDR=ADDR:PORT[,mac=MAC]" strings), encap, vni, vtep_mac, mtu, io,
+    /// offload, tun_queue_len, socket_buffer, configure (bool), control,
+    /// metrics; see the example below. A flag given on the command line overrides the file's
     /// key; a repeated flag replaces the file's whole list.
     /// No default.   Example: --config /etc/tundra.toml
     #[arg(long, value_name = "FILE", verbatim_doc_comment)]
@@ -339,6 +395,8 @@ impl From<RunArgs> for Flags {
             local_subnets: args.local_subnets,
             peers: args.peers,
             encap: args.encap,
+            vni: args.vni,
+            vtep_mac: args.vtep_mac,
             mtu: args.mtu,
             io: args.io,
             offload: args.offload,
@@ -411,7 +469,30 @@ mod tests {
             panic!("not routes add");
         };
         assert_eq!(prefix, "10.3.0.0/16".parse::<IpNet>().unwrap());
-        assert_eq!(peer, "192.0.2.3:8285".parse().unwrap());
+        // The port is left to the running tundra's format.
+        assert_eq!(peer.to_string(), "192.0.2.3");
+        assert_eq!(
+            peer.addr(config::DEFAULT_PORT),
+            "192.0.2.3:8285".parse().unwrap()
+        );
+        let cli = Cli::try_parse_from([
+            "tundra",
+            "routes",
+            "add",
+            "10.3.0.0/16",
+            "[fd18::3]:4789,mac=0a:58:c0:00:02:03",
+        ])
+        .unwrap();
+        let Command::Routes(RoutesArgs {
+            command: RoutesCommand::Add { peer, .. },
+        }) = cli.command
+        else {
+            panic!("not routes add");
+        };
+        assert_eq!(peer.to_string(), "[fd18::3]:4789,mac=0a:58:c0:00:02:03");
+        let e = Cli::try_parse_from(["tundra", "routes", "add", "10.3.0.0/16", "192.0.2.3,mac=x"])
+            .unwrap_err();
+        assert!(e.to_string().contains("invalid MAC address \"x\""), "{e}");
         assert_eq!(control.control, PathBuf::from(config::DEFAULT_CONTROL));
         let e = Cli::try_parse_from(["tundra", "routes", "del", "10.3.0.1/16"]).unwrap_err();
         assert!(e.to_string().contains("did you mean 10.3.0.0/16?"), "{e}");

@@ -4,17 +4,21 @@
 //! # The config file
 //!
 //! Every flag of `tundra run` has a key; all keys are optional and unknown keys are an error.
-//! `peers` uses the flag's own `CIDR=ADDR[:PORT]` syntax, one string per prefix:
+//! `peers` uses the flag's own `CIDR=ADDR[:PORT][,mac=MAC]` syntax, one string per prefix:
 //!
 //! ```toml
 //! tun = "tundra0"                 # --tun
-//! listen = "0.0.0.0:8285"         # --listen
+//! listen = "0.0.0.0:8285"         # --listen (port omitted: 8285, or 8472 with vxlan)
 //! local_subnets = ["10.1.0.0/16"] # --local-subnet, repeated
 //! peers = [                       # --peer, repeated
 //!     "10.2.0.0/16=192.0.2.2:8285",
-//!     "fd00:2::/64=[2001:db8::2]", # port omitted: 8285
+//!     "fd00:2::/64=[2001:db8::2]", # port omitted: 8285 (8472 with vxlan)
 //! ]
-//! encap = "udp"                   # --encap
+//! encap = "udp"                   # --encap: udp or vxlan
+//! # With encap = "vxlan" only (an error with udp):
+//! # vni = 1                       # --vni (default 1)
+//! # vtep_mac = "0a:58:c6:13:01:00" # --vtep-mac (omit: derived from local_subnets)
+//! # and every peer carries its VTEP MAC: "10.2.0.0/16=192.0.2.2,mac=0a:58:c6:13:02:00"
 //! mtu = 1472                      # --mtu (omit: the underlay MTU less the overhead)
 //! io = "auto"                     # --io
 //! offload = "auto"                # --offload
@@ -35,7 +39,10 @@
 //! subnets that overlap a local subnet or are routed twice, an MTU outside 576..=65535 (1280
 //! minimum when any subnet is IPv6), a TUN name the kernel would refuse, a peer address that is
 //! not unicast or has port 0, a peer address family the listen socket cannot reach, a TUN queue
-//! length outside 1..=100000 and a socket buffer size outside 64K..=1024M (1 GiB).
+//! length outside 1..=100000 and a socket buffer size outside 64K..=1024M (1 GiB); with
+//! `vxlan`, a VNI outside 0..=16777215, a VTEP MAC that is not unicast, a peer without its MAC,
+//! two MACs for one peer, and two peers on one address with different ports; with `udp`, a VNI,
+//! a VTEP MAC or a peer MAC (they apply to vxlan only).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -47,10 +54,14 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use datapath::Route;
+use datapath::encap::{MAX_VNI, VXLAN_PORT};
+use datapath::{Mac, Route};
 
-/// Port of flannel's UDP backend, tundra's default.
+/// Port of flannel's UDP backend, tundra's default with `--encap udp`.
 pub const DEFAULT_PORT: u16 = 8285;
+
+/// VNI with `--encap vxlan` when none is given (flannel's).
+pub const DEFAULT_VNI: u32 = 1;
 
 /// Default TUN device name.
 pub const DEFAULT_TUN: &str = "tundra0";
@@ -61,7 +72,8 @@ pub const DEFAULT_CONTROL: &str = "/run/tundra/tundra.sock";
 /// Longest Unix socket path the kernel accepts (`sun_path` less its terminating NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
 
-/// Default listen address: every IPv4 address, port [`DEFAULT_PORT`].
+/// Default listen address with `--encap udp`: every IPv4 address, port [`DEFAULT_PORT`] (with
+/// `vxlan`, port [`VXLAN_PORT`]: see [`Encap::default_port`]).
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT);
 
@@ -80,12 +92,37 @@ pub const MIN_SOCKET_BUFFER: usize = 64 << 10;
 /// Largest UDP socket buffer size accepted, in bytes (1 GiB).
 pub const MAX_SOCKET_BUFFER: usize = 1 << 30;
 
-/// Encapsulation format. `udp`: the UDP payload is the inner IP packet (flannel's format).
+/// Encapsulation format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Encap {
+    /// The UDP payload is the inner IP packet (flannel's udp backend).
     #[default]
     Udp,
+    /// RFC 7348 VXLAN as Linux sends it (flannel's vxlan backend): a VXLAN header with a VNI
+    /// and an Ethernet header between VTEP MACs in front of the inner packet.
+    Vxlan,
+}
+
+impl Encap {
+    /// The UDP port of the format, for the listen address and a peer given without a port:
+    /// [`DEFAULT_PORT`] (8285) for `udp`, [`VXLAN_PORT`] (8472, Linux's and flannel's) for
+    /// `vxlan`.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Encap::Udp => DEFAULT_PORT,
+            Encap::Vxlan => VXLAN_PORT,
+        }
+    }
+}
+
+impl From<datapath::WireFormat> for Encap {
+    fn from(format: datapath::WireFormat) -> Encap {
+        match format {
+            datapath::WireFormat::Udp => Encap::Udp,
+            datapath::WireFormat::Vxlan => Encap::Vxlan,
+        }
+    }
 }
 
 impl FromStr for Encap {
@@ -94,6 +131,7 @@ impl FromStr for Encap {
     fn from_str(s: &str) -> Result<Self, Problem> {
         match s {
             "udp" => Ok(Encap::Udp),
+            "vxlan" => Ok(Encap::Vxlan),
             _ => Err(Problem::UnknownEncap),
         }
     }
@@ -103,6 +141,7 @@ impl fmt::Display for Encap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Encap::Udp => "udp",
+            Encap::Vxlan => "vxlan",
         })
     }
 }
@@ -188,9 +227,15 @@ pub struct Config {
     pub listen: SocketAddr,
     /// This node's overlay subnets (at least one).
     pub local_subnets: Vec<IpNet>,
-    /// Peer subnets and the underlay address of the node owning each.
+    /// Peer subnets and the underlay address of the node owning each (and, with `vxlan`, its
+    /// VTEP MAC).
     pub peers: Vec<datapath::Route>,
     pub encap: Encap,
+    /// The VXLAN network identifier, at most [`MAX_VNI`] (`vxlan` only; [`DEFAULT_VNI`] with
+    /// `udp`, where it is unused).
+    pub vni: u32,
+    /// Our VTEP MAC (`vxlan` only); `None`: [`default_vtep_mac`] of the local subnets.
+    pub vtep_mac: Option<Mac>,
     /// MTU of the TUN device; `None`: the underlay MTU less the encapsulation overhead.
     pub mtu: Option<u16>,
     pub io: IoMode,
@@ -217,6 +262,8 @@ pub struct Flags {
     pub local_subnets: Vec<String>,
     pub peers: Vec<String>,
     pub encap: Option<String>,
+    pub vni: Option<String>,
+    pub vtep_mac: Option<String>,
     pub mtu: Option<String>,
     pub io: Option<String>,
     pub offload: Option<String>,
@@ -314,7 +361,7 @@ pub enum Problem {
     InvalidIp(String),
     #[error("host bits are set (did you mean {0}?)")]
     HostBitsSet(IpNet),
-    #[error("expected CIDR=ADDR[:PORT], e.g. 10.2.0.0/16=192.0.2.2:8285")]
+    #[error("expected CIDR=ADDR[:PORT][,mac=MAC], e.g. 10.2.0.0/16=192.0.2.2:8285")]
     MissingEndpoint,
     #[error("invalid address {0:?} (expected IPv4 ADDR[:PORT] or [IPv6][:PORT]; host names are not resolved)")]
     InvalidAddress(String),
@@ -348,8 +395,32 @@ pub enum Problem {
     TunNameChar(char),
     #[error("TUN name must not be \".\" or \"..\"")]
     TunNameDots,
-    #[error("unknown encapsulation (supported: udp)")]
+    #[error("unknown encapsulation (supported: udp, vxlan)")]
     UnknownEncap,
+    #[error("invalid number (expected a VNI, e.g. 1)")]
+    InvalidVni,
+    #[error("VNI out of range (allowed 0..={MAX_VNI}, 24 bits)")]
+    VniOutOfRange,
+    #[error("invalid MAC address {0:?} (six hex byte pairs separated by colons, e.g. 0a:58:c6:13:01:00)")]
+    InvalidMac(String),
+    #[error("{0} is not a unicast MAC (the low bit of the first byte is the multicast bit; all zeros is no address)")]
+    MacNotUnicast(Mac),
+    #[error("applies to --encap vxlan only (the encapsulation is udp)")]
+    VxlanOnly,
+    #[error("a peer's VTEP MAC (mac=) applies to --encap vxlan only (the encapsulation is udp)")]
+    PeerMacVxlanOnly,
+    #[error("a vxlan peer needs its VTEP MAC, the MAC of its VXLAN device: append ,mac=MAC")]
+    NoPeerMac,
+    #[error("unknown peer option {0:?} (expected ,mac=MAC after the address)")]
+    UnknownPeerOption(String),
+    #[error("mac= is given twice")]
+    PeerMacTwice,
+    #[error(
+        "peer {peer} already has VTEP MAC {mac} (every prefix of one peer takes the same MAC)"
+    )]
+    TwoMacs { peer: SocketAddr, mac: Mac },
+    #[error("vxlan peer {other} has the same address (vxlan tells peers apart by address alone: give one port)")]
+    SharedAddress { other: SocketAddr },
     #[error("unknown I/O engine (expected auto, uring or poll)")]
     UnknownIo,
     #[error("unknown offload setting (expected auto, on or off)")]
@@ -396,6 +467,8 @@ struct FileKeys {
     local_subnets: Option<Vec<Spanned<String>>>,
     peers: Option<Vec<Spanned<String>>>,
     encap: Option<Spanned<String>>,
+    vni: Option<Spanned<i64>>,
+    vtep_mac: Option<Spanned<String>>,
     mtu: Option<Spanned<i64>>,
     io: Option<Spanned<String>>,
     offload: Option<Spanned<String>>,
@@ -561,6 +634,53 @@ impl Config {
             }
         };
 
+        // Chooses the flag if given, else the file's non-string key as text, else nothing.
+        let pick_text = |flag: &Option<String>,
+                         name: &'static str,
+                         key: &'static str,
+                         value: Option<(String, usize)>| {
+            match (flag, &file, value) {
+                (Some(text), _, _) => Some(Raw {
+                    text: text.clone(),
+                    origin: Origin::Flag(name),
+                }),
+                (None, Some(file), Some((text, offset))) => Some(file.raw_text(key, text, offset)),
+                _ => None,
+            }
+        };
+
+        // First: the format decides default ports and which other settings apply.
+        let encap = match pick(
+            &flags.encap,
+            "--encap",
+            "encap",
+            keys.and_then(|k| k.encap.as_ref()),
+        ) {
+            Some(raw) => raw.parse(str::parse)?,
+            None => Encap::default(),
+        };
+        let vni = match pick_text(
+            &flags.vni,
+            "--vni",
+            "vni",
+            keys.and_then(|k| k.vni.as_ref())
+                .map(|v| (v.get_ref().to_string(), v.span().start)),
+        ) {
+            Some(raw) if encap != Encap::Vxlan => return Err(raw.error(Problem::VxlanOnly)),
+            Some(raw) => raw.parse(parse_vni)?,
+            None => DEFAULT_VNI,
+        };
+        let vtep_mac = match pick(
+            &flags.vtep_mac,
+            "--vtep-mac",
+            "vtep_mac",
+            keys.and_then(|k| k.vtep_mac.as_ref()),
+        ) {
+            Some(raw) if encap != Encap::Vxlan => return Err(raw.error(Problem::VxlanOnly)),
+            Some(raw) => Some(raw.parse(parse_mac)?),
+            None => None,
+        };
+
         let tun = match pick(
             &flags.tun,
             "--tun",
@@ -580,8 +700,8 @@ impl Config {
             "listen",
             keys.and_then(|k| k.listen.as_ref()),
         ) {
-            Some(raw) => raw.parse(parse_listen)?,
-            None => DEFAULT_LISTEN,
+            Some(raw) => raw.parse(|s| parse_listen(s, encap.default_port()))?,
+            None => SocketAddr::new(DEFAULT_LISTEN.ip(), encap.default_port()),
         };
 
         let local_raw = pick_list(
@@ -610,8 +730,12 @@ impl Config {
         );
         let mut peers: Vec<Route> = Vec::with_capacity(peer_raw.len());
         let mut routed: HashMap<IpNet, SocketAddr> = HashMap::with_capacity(peer_raw.len());
+        // Each peer's MAC, and (vxlan) the peer on each underlay IP: what a table checks across
+        // routes, checked here to name the flag or line.
+        let mut macs: HashMap<SocketAddr, Option<Mac>> = HashMap::new();
+        let mut on_ip: HashMap<IpAddr, SocketAddr> = HashMap::new();
         for raw in &peer_raw {
-            let route = raw.parse(parse_peer)?;
+            let route = raw.parse(|s| parse_peer(s, encap))?;
             if let Some(local) = local_subnets.iter().find(|l| overlaps(route.prefix, **l)) {
                 return Err(raw.error(Problem::OverlapsLocal(*local)));
             }
@@ -622,19 +746,27 @@ impl Config {
                 }));
             }
             check_family(route.peer, listen).map_err(|p| raw.error(p))?;
+            let addr = datapath::route::canonical_addr(route.peer);
+            match macs.get(&addr) {
+                Some(&Some(mac)) if route.mac != Some(mac) => {
+                    return Err(raw.error(Problem::TwoMacs { peer: addr, mac }))
+                }
+                _ => {}
+            }
+            if encap == Encap::Vxlan {
+                match on_ip.get(&addr.ip()) {
+                    Some(&other) if other != addr => {
+                        return Err(raw.error(Problem::SharedAddress { other }))
+                    }
+                    _ => {}
+                }
+                on_ip.insert(addr.ip(), addr);
+            }
+            macs.insert(addr, route.mac);
             routed.insert(route.prefix, route.peer);
             peers.push(route);
         }
 
-        let encap = match pick(
-            &flags.encap,
-            "--encap",
-            "encap",
-            keys.and_then(|k| k.encap.as_ref()),
-        ) {
-            Some(raw) => raw.parse(str::parse)?,
-            None => Encap::default(),
-        };
         let io = match pick(&flags.io, "--io", "io", keys.and_then(|k| k.io.as_ref())) {
             Some(raw) => raw.parse(str::parse)?,
             None => IoMode::default(),
@@ -645,20 +777,6 @@ impl Config {
             .chain(peers.iter().map(|r| &r.prefix))
             .any(|n| matches!(n, IpNet::V6(_)));
         let min_mtu = if any_ipv6 { MIN_MTU_IPV6 } else { MIN_MTU };
-        // Chooses the flag if given, else the file's non-string key as text, else nothing.
-        let pick_text = |flag: &Option<String>,
-                         name: &'static str,
-                         key: &'static str,
-                         value: Option<(String, usize)>| {
-            match (flag, &file, value) {
-                (Some(text), _, _) => Some(Raw {
-                    text: text.clone(),
-                    origin: Origin::Flag(name),
-                }),
-                (None, Some(file), Some((text, offset))) => Some(file.raw_text(key, text, offset)),
-                _ => None,
-            }
-        };
         let mtu = match pick_text(
             &flags.mtu,
             "--mtu",
@@ -727,6 +845,8 @@ impl Config {
             local_subnets,
             peers,
             encap,
+            vni,
+            vtep_mac,
             mtu,
             io,
             offload,
@@ -736,6 +856,22 @@ impl Config {
             control,
             metrics,
         })
+    }
+}
+
+impl Config {
+    /// The wire format with its parameters, as the datapath uses it: the VNI and our VTEP MAC
+    /// (the given one, else [`default_vtep_mac`]) with `vxlan`.
+    pub fn wire_encap(&self) -> datapath::Encap {
+        match self.encap {
+            Encap::Udp => datapath::Encap::Udp,
+            Encap::Vxlan => datapath::Encap::Vxlan {
+                vni: self.vni,
+                mac: self
+                    .vtep_mac
+                    .unwrap_or_else(|| default_vtep_mac(&self.local_subnets)),
+            },
+        }
     }
 }
 
@@ -794,6 +930,12 @@ pub fn parse_cidr(s: &str) -> Result<IpNet, Problem> {
 /// # Errors
 /// Invalid address or port; an IPv6 address without brackets.
 pub fn parse_endpoint(s: &str, default_port: u16) -> Result<SocketAddr, Problem> {
+    let (ip, port) = split_endpoint(s)?;
+    Ok(SocketAddr::new(ip, port.unwrap_or(default_port)))
+}
+
+/// [`parse_endpoint`] without the default: the port if one is written.
+fn split_endpoint(s: &str) -> Result<(IpAddr, Option<u16>), Problem> {
     let invalid = || Problem::InvalidAddress(s.to_owned());
     let (ip, port) = if let Some(rest) = s.strip_prefix('[') {
         let (ip, after) = rest.split_once(']').ok_or_else(invalid)?;
@@ -816,22 +958,23 @@ pub fn parse_endpoint(s: &str, default_port: u16) -> Result<SocketAddr, Problem>
         )
     };
     let port = match port {
-        None => default_port,
+        None => None,
         Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-            p.parse().map_err(|_| Problem::InvalidPort(p.to_owned()))?
+            Some(p.parse().map_err(|_| Problem::InvalidPort(p.to_owned()))?)
         }
         Some(p) => return Err(Problem::InvalidPort(p.to_owned())),
     };
-    Ok(SocketAddr::new(ip, port))
+    Ok((ip, port))
 }
 
-/// Parses the listen address, `ADDR[:PORT]` (port default [`DEFAULT_PORT`]). The address may be
-/// unspecified (`0.0.0.0`, `[::]`: every local address) but not multicast or broadcast.
+/// Parses the listen address, `ADDR[:PORT]` (port default `default_port`, the format's: see
+/// [`Encap::default_port`]). The address may be unspecified (`0.0.0.0`, `[::]`: every local
+/// address) but not multicast or broadcast.
 ///
 /// # Errors
 /// As [`parse_endpoint`]; port 0 (peers must know the port); a multicast or broadcast address.
-pub fn parse_listen(s: &str) -> Result<SocketAddr, Problem> {
-    let addr = parse_endpoint(s, DEFAULT_PORT)?;
+pub fn parse_listen(s: &str, default_port: u16) -> Result<SocketAddr, Problem> {
+    let addr = parse_endpoint(s, default_port)?;
     if addr.port() == 0 {
         return Err(Problem::PortZero);
     }
@@ -842,38 +985,170 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, Problem> {
     Ok(addr)
 }
 
-/// Parses a `--peer` value, `CIDR=ADDR[:PORT]`: a canonical overlay prefix and the underlay
-/// address of the node that owns it (port default [`DEFAULT_PORT`]). An IPv4-mapped IPv6
+/// A peer node as written after `CIDR=`: `ADDR[:PORT][,mac=MAC]`. The port may be left out,
+/// and then depends on the format ([`Encap::default_port`]), which is why the CLI's client
+/// (`tundra routes add`) sends it to the running tundra as given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerSpec {
+    /// Unicast, never unspecified; IPv4-mapped IPv6 is IPv4.
+    pub ip: IpAddr,
+    /// Never 0; `None`: the format's default port.
+    pub port: Option<u16>,
+    /// The peer's VTEP MAC (vxlan), unicast.
+    pub mac: Option<Mac>,
+}
+
+impl PeerSpec {
+    /// The peer's underlay address: its port, else `default_port`.
+    pub fn addr(&self, default_port: u16) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port.unwrap_or(default_port))
+    }
+
+    /// The route to `prefix` through this peer, for `encap`: the port defaults to the format's;
+    /// the MAC must be given with `vxlan` and must not be with `udp`.
+    ///
+    /// # Errors
+    /// [`Problem::NoPeerMac`], [`Problem::PeerMacVxlanOnly`].
+    pub fn route(&self, prefix: IpNet, encap: Encap) -> Result<Route, Problem> {
+        check_peer_mac(self.mac, encap)?;
+        Ok(Route {
+            prefix,
+            peer: self.addr(encap.default_port()),
+            mac: self.mac,
+        })
+    }
+
+    /// `ADDR[:PORT]` alone, as the control protocol's `"peer"` (IPv6 in brackets).
+    pub fn endpoint(&self) -> String {
+        match (self.ip, self.port) {
+            (IpAddr::V4(ip), None) => ip.to_string(),
+            (IpAddr::V6(ip), None) => format!("[{ip}]"),
+            (ip, Some(port)) => SocketAddr::new(ip, port).to_string(),
+        }
+    }
+}
+
+impl FromStr for PeerSpec {
+    type Err = Problem;
+
+    /// As [`parse_peer_spec`].
+    fn from_str(s: &str) -> Result<PeerSpec, Problem> {
+        parse_peer_spec(s)
+    }
+}
+
+impl fmt::Display for PeerSpec {
+    /// `ADDR[:PORT][,mac=MAC]`, as [`parse_peer_spec`] reads it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.endpoint())?;
+        match self.mac {
+            Some(mac) => write!(f, ",mac={mac}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Checks a peer's MAC against the format: `vxlan` needs one, `udp` takes none.
+///
+/// # Errors
+/// [`Problem::NoPeerMac`], [`Problem::PeerMacVxlanOnly`].
+pub fn check_peer_mac(mac: Option<Mac>, encap: Encap) -> Result<(), Problem> {
+    match (encap, mac) {
+        (Encap::Vxlan, None) => Err(Problem::NoPeerMac),
+        (Encap::Udp, Some(_)) => Err(Problem::PeerMacVxlanOnly),
+        _ => Ok(()),
+    }
+}
+
+/// Parses a `--peer` value, `CIDR=ADDR[:PORT][,mac=MAC]`: a canonical overlay prefix, the
+/// underlay address of the node that owns it (port default: the format's, see
+/// [`Encap::default_port`]) and, with `vxlan` (only), the MAC of its VTEP. An IPv4-mapped IPv6
 /// address is returned as IPv4.
 ///
 /// # Errors
-/// No `=`; as [`parse_cidr`] and [`parse_endpoint`]; an address that is unspecified, multicast
-/// or broadcast; port 0.
-pub fn parse_peer(s: &str) -> Result<Route, Problem> {
-    let (prefix, endpoint) = s.split_once('=').ok_or(Problem::MissingEndpoint)?;
+/// No `=`; as [`parse_cidr`] and [`parse_peer_spec`]; a MAC missing with `vxlan` or given with
+/// `udp`.
+pub fn parse_peer(s: &str, encap: Encap) -> Result<Route, Problem> {
+    let (prefix, peer) = s.split_once('=').ok_or(Problem::MissingEndpoint)?;
     let prefix = parse_cidr(prefix.trim())?;
-    let peer = parse_peer_addr(endpoint.trim())?;
-    Ok(Route::new(prefix, peer))
+    parse_peer_spec(peer)?.route(prefix, encap)
 }
 
-/// Parses a peer node's underlay address, `ADDR[:PORT]` (port default [`DEFAULT_PORT`]), as
-/// the address part of [`parse_peer`]. An IPv4-mapped IPv6 address is returned as IPv4.
+/// Parses a peer node as written after `CIDR=` in [`parse_peer`]: `ADDR[:PORT][,mac=MAC]`.
+///
+/// # Errors
+/// As [`parse_peer_endpoint`] and [`parse_mac`]; an option other than `mac=`, or `mac=` twice.
+pub fn parse_peer_spec(s: &str) -> Result<PeerSpec, Problem> {
+    let mut parts = s.split(',');
+    let endpoint = parts.next().unwrap_or_default();
+    let mut peer = parse_peer_endpoint(endpoint.trim())?;
+    for option in parts {
+        match option.trim().split_once('=') {
+            Some(("mac", _)) if peer.mac.is_some() => return Err(Problem::PeerMacTwice),
+            Some(("mac", mac)) => peer.mac = Some(parse_mac(mac.trim())?),
+            _ => return Err(Problem::UnknownPeerOption(option.trim().to_owned())),
+        }
+    }
+    Ok(peer)
+}
+
+/// Parses a peer node's underlay address, `ADDR[:PORT]` (the port may be left out). An
+/// IPv4-mapped IPv6 address is returned as IPv4.
 ///
 /// # Errors
 /// As [`parse_endpoint`]; an address that is unspecified, multicast or broadcast; port 0.
-pub fn parse_peer_addr(s: &str) -> Result<SocketAddr, Problem> {
-    let peer = parse_endpoint(s, DEFAULT_PORT)?;
-    let ip = peer.ip().to_canonical();
+pub fn parse_peer_endpoint(s: &str) -> Result<PeerSpec, Problem> {
+    let (ip, port) = split_endpoint(s)?;
+    let ip = ip.to_canonical();
     if ip.is_unspecified() {
         return Err(Problem::Unspecified(ip));
     }
     if ip.is_multicast() || ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
         return Err(Problem::NotUnicast(ip));
     }
-    if peer.port() == 0 {
+    if port == Some(0) {
         return Err(Problem::PortZero);
     }
-    Ok(SocketAddr::new(ip, peer.port()))
+    Ok(PeerSpec {
+        ip,
+        port,
+        mac: None,
+    })
+}
+
+/// Parses a VTEP MAC, `aa:bb:cc:dd:ee:ff` (`-` separators and upper case accepted), and checks
+/// it is unicast.
+///
+/// # Errors
+/// Not a MAC; a multicast (broadcast included) or all-zero MAC.
+pub fn parse_mac(s: &str) -> Result<Mac, Problem> {
+    let mac: Mac = s.parse().map_err(|_| Problem::InvalidMac(s.to_owned()))?;
+    if !mac.is_unicast() {
+        return Err(Problem::MacNotUnicast(mac));
+    }
+    Ok(mac)
+}
+
+/// Parses a VXLAN network identifier, `0..=`[`MAX_VNI`].
+///
+/// # Errors
+/// Not a number, or out of range.
+pub fn parse_vni(s: &str) -> Result<u32, Problem> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Problem::InvalidVni);
+    }
+    match s.parse::<i64>().map(u32::try_from) {
+        Ok(Ok(vni)) if vni <= MAX_VNI => Ok(vni),
+        _ => Err(Problem::VniOutOfRange),
+    }
+}
+
+/// The VTEP MAC used when none is given: derived from the local subnets (their text joined by
+/// `,`), so a node gets the same MAC on every start, unlike a kernel VXLAN device's random one.
+pub fn default_vtep_mac(local_subnets: &[IpNet]) -> Mac {
+    let seed: Vec<String> = local_subnets.iter().map(ToString::to_string).collect();
+    Mac::derived(seed.join(",").as_bytes())
 }
 
 /// Parses the control socket setting: a path, or `none` for no control socket.
@@ -1159,78 +1434,87 @@ mod tests {
             mac: None,
         };
         assert_eq!(
-            parse_peer("10.2.0.0/16=192.0.2.2:9000"),
+            parse_peer("10.2.0.0/16=192.0.2.2:9000", Encap::Udp),
             Ok(route("10.2.0.0/16", "192.0.2.2:9000"))
         );
         assert_eq!(
-            parse_peer("10.2.0.0/16=192.0.2.2"),
+            parse_peer("10.2.0.0/16=192.0.2.2", Encap::Udp),
             Ok(route("10.2.0.0/16", "192.0.2.2:8285"))
         );
         assert_eq!(
-            parse_peer("fd00:2::/64=[fd18::2]"),
+            parse_peer("fd00:2::/64=[fd18::2]", Encap::Udp),
             Ok(route("fd00:2::/64", "[fd18::2]:8285"))
         );
         assert_eq!(
-            parse_peer("10.2.0.0/16=[::ffff:192.0.2.2]:1"),
+            parse_peer("10.2.0.0/16=[::ffff:192.0.2.2]:1", Encap::Udp),
             Ok(route("10.2.0.0/16", "192.0.2.2:1"))
         );
         assert_eq!(
-            parse_peer("10.2.0.0/16=127.0.0.1"),
+            parse_peer("10.2.0.0/16=127.0.0.1", Encap::Udp),
             Ok(route("10.2.0.0/16", "127.0.0.1:8285"))
         );
     }
 
     #[test]
     fn peer_bad() {
-        assert_eq!(parse_peer("10.2.0.0/16"), Err(Problem::MissingEndpoint));
         assert_eq!(
-            parse_peer("198.19.2.0/33=198.18.0.2:8285"),
+            parse_peer("10.2.0.0/16", Encap::Udp),
+            Err(Problem::MissingEndpoint)
+        );
+        assert_eq!(
+            parse_peer("198.19.2.0/33=198.18.0.2:8285", Encap::Udp),
             Err(Problem::InvalidPrefixLength {
                 len: "33".into(),
                 max: 32
             })
         );
         assert_eq!(
-            parse_peer("10.2.0.1/16=192.0.2.2"),
+            parse_peer("10.2.0.1/16=192.0.2.2", Encap::Udp),
             Err(Problem::HostBitsSet(net("10.2.0.0/16")))
         );
         assert_eq!(
-            parse_peer("10.2.0.0/16=192.0.2.2:0"),
+            parse_peer("10.2.0.0/16=192.0.2.2:0", Encap::Udp),
             Err(Problem::PortZero)
         );
         assert_eq!(
-            parse_peer("10.2.0.0/16=0.0.0.0"),
+            parse_peer("10.2.0.0/16=0.0.0.0", Encap::Udp),
             Err(Problem::Unspecified("0.0.0.0".parse().unwrap()))
         );
         assert_eq!(
-            parse_peer("10.2.0.0/16=[::]"),
+            parse_peer("10.2.0.0/16=[::]", Encap::Udp),
             Err(Problem::Unspecified("::".parse().unwrap()))
         );
         assert_eq!(
-            parse_peer("10.2.0.0/16=224.0.0.1"),
+            parse_peer("10.2.0.0/16=224.0.0.1", Encap::Udp),
             Err(Problem::NotUnicast("224.0.0.1".parse().unwrap()))
         );
         assert_eq!(
-            parse_peer("10.2.0.0/16=255.255.255.255"),
+            parse_peer("10.2.0.0/16=255.255.255.255", Encap::Udp),
             Err(Problem::NotUnicast("255.255.255.255".parse().unwrap()))
         );
         assert_eq!(
-            parse_peer("10.2.0.0/16=[ff02::1]"),
+            parse_peer("10.2.0.0/16=[ff02::1]", Encap::Udp),
             Err(Problem::NotUnicast("ff02::1".parse().unwrap()))
         );
         assert_eq!(
-            parse_peer("10.2.0.0/16=fd18::2"),
+            parse_peer("10.2.0.0/16=fd18::2", Encap::Udp),
             Err(Problem::UnbracketedIpv6("fd18::2".parse().unwrap()))
         );
     }
 
     #[test]
     fn listen() {
-        assert_eq!(parse_listen("0.0.0.0"), Ok(DEFAULT_LISTEN));
-        assert_eq!(parse_listen("[::]:9000"), Ok("[::]:9000".parse().unwrap()));
-        assert_eq!(parse_listen("0.0.0.0:0"), Err(Problem::PortZero));
+        assert_eq!(parse_listen("0.0.0.0", DEFAULT_PORT), Ok(DEFAULT_LISTEN));
         assert_eq!(
-            parse_listen("239.1.1.1:8285"),
+            parse_listen("[::]:9000", DEFAULT_PORT),
+            Ok("[::]:9000".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen("0.0.0.0:0", DEFAULT_PORT),
+            Err(Problem::PortZero)
+        );
+        assert_eq!(
+            parse_listen("239.1.1.1:8285", DEFAULT_PORT),
             Err(Problem::BadListen("239.1.1.1".parse().unwrap()))
         );
     }
@@ -1347,6 +1631,8 @@ mod tests {
                 local_subnets: vec![net("10.1.0.0/16")],
                 peers: vec![],
                 encap: Encap::Udp,
+                vni: DEFAULT_VNI,
+                vtep_mac: None,
                 mtu: None,
                 io: IoMode::Auto,
                 offload: Offload::Auto,
@@ -1372,6 +1658,8 @@ mod tests {
                 "10.128.0.0/9=192.0.2.9".into(),
             ],
             encap: Some("udp".into()),
+            vni: None,
+            vtep_mac: None,
             mtu: Some("1400".into()),
             io: Some("poll".into()),
             offload: Some("off".into()),
@@ -1533,8 +1821,8 @@ mod tests {
             &["--listen 0.0.0.0:0:", "port 0"],
         );
         assert_contains(
-            &base(|f| f.encap = Some("vxlan".into())),
-            &["--encap vxlan:", "udp"],
+            &base(|f| f.encap = Some("gre".into())),
+            &["--encap gre:", "supported: udp, vxlan"],
         );
         assert_contains(
             &base(|f| f.io = Some("epoll".into())),
@@ -1660,6 +1948,8 @@ configure = false
                     },
                 ],
                 encap: Encap::Udp,
+                vni: DEFAULT_VNI,
+                vtep_mac: None,
                 mtu: Some(1400),
                 io: IoMode::Uring,
                 offload: Offload::On,
@@ -1694,7 +1984,7 @@ configure = false
         assert_eq!(config.local_subnets, vec![net("10.9.0.0/16")]);
         assert_eq!(
             config.peers,
-            vec![parse_peer("10.8.0.0/16=192.0.2.8").unwrap()]
+            vec![parse_peer("10.8.0.0/16=192.0.2.8", Encap::Udp).unwrap()]
         );
         assert_eq!(config.mtu, Some(1300));
         assert_eq!(config.io, IoMode::Poll);
@@ -1790,6 +2080,431 @@ configure = false
         assert_contains(
             &file_error("peers = \"10.2.0.0/16=192.0.2.2\"\n", &local),
             &["line 1:"],
+        );
+    }
+
+    const MAC2: &str = "0a:58:c6:13:02:00";
+    const MAC3: &str = "0a:58:c6:13:03:00";
+
+    fn mac(s: &str) -> Mac {
+        s.parse().unwrap()
+    }
+
+    fn vxlan(local: &[&str], peers: &[&str]) -> Flags {
+        Flags {
+            encap: Some("vxlan".into()),
+            ..flags(local, peers)
+        }
+    }
+
+    #[test]
+    fn encap_names_and_ports() {
+        for e in [Encap::Udp, Encap::Vxlan] {
+            assert_eq!(e.to_string().parse(), Ok(e));
+            assert_eq!(
+                Encap::from(match e {
+                    Encap::Udp => datapath::WireFormat::Udp,
+                    Encap::Vxlan => datapath::WireFormat::Vxlan,
+                }),
+                e
+            );
+        }
+        assert_eq!("VXLAN".parse::<Encap>(), Err(Problem::UnknownEncap));
+        assert_eq!(Encap::Udp.default_port(), 8285);
+        assert_eq!(Encap::Vxlan.default_port(), 8472);
+    }
+
+    #[test]
+    fn peer_specs() {
+        let spec = |s: &str| parse_peer_spec(s).unwrap();
+        let p = spec("192.0.2.2");
+        assert_eq!(
+            (p.ip, p.port, p.mac),
+            ("192.0.2.2".parse().unwrap(), None, None)
+        );
+        assert_eq!(p.addr(VXLAN_PORT), "192.0.2.2:8472".parse().unwrap());
+        let p = spec(" [fd18::2]:4789 , mac=0A-58-C6-13-02-00 ");
+        assert_eq!(p.port, Some(4789));
+        assert_eq!(p.mac, Some(mac(MAC2)));
+        // Display is what parse reads, canonical.
+        assert_eq!(p.to_string(), format!("[fd18::2]:4789,mac={MAC2}"));
+        assert_eq!(p.endpoint(), "[fd18::2]:4789");
+        for text in [
+            "192.0.2.2",
+            "192.0.2.2:1",
+            "[fd18::2]",
+            "[fd18::2]:9,mac=0a:58:c6:13:02:00",
+        ] {
+            assert_eq!(spec(text).to_string(), text);
+            assert_eq!(text.parse::<PeerSpec>(), Ok(spec(text)));
+        }
+        assert_eq!(spec("[::ffff:192.0.2.2]").to_string(), "192.0.2.2");
+        assert_eq!(
+            parse_peer_spec("192.0.2.2,mac="),
+            Err(Problem::InvalidMac(String::new()))
+        );
+        assert_eq!(
+            parse_peer_spec("192.0.2.2,mac=0a:58:c6:13:02"),
+            Err(Problem::InvalidMac("0a:58:c6:13:02".into()))
+        );
+        assert_eq!(
+            parse_peer_spec("192.0.2.2,mac=01:00:5e:00:00:01"),
+            Err(Problem::MacNotUnicast(mac("01:00:5e:00:00:01")))
+        );
+        assert_eq!(
+            parse_peer_spec(&format!("192.0.2.2,mac={MAC2},mac={MAC2}")),
+            Err(Problem::PeerMacTwice)
+        );
+        assert_eq!(
+            parse_peer_spec("192.0.2.2,vni=2"),
+            Err(Problem::UnknownPeerOption("vni=2".into()))
+        );
+        assert_eq!(
+            parse_peer_spec("192.0.2.2,"),
+            Err(Problem::UnknownPeerOption(String::new()))
+        );
+        assert_eq!(parse_peer_spec("192.0.2.2:0"), Err(Problem::PortZero));
+        assert_eq!(
+            parse_peer_spec("0.0.0.0,mac=0a:58:c6:13:02:00"),
+            Err(Problem::Unspecified("0.0.0.0".parse().unwrap()))
+        );
+        // The JSON "peer" takes the address alone.
+        assert_eq!(
+            parse_peer_endpoint(&format!("192.0.2.2,mac={MAC2}")),
+            Err(Problem::InvalidAddress(format!("192.0.2.2,mac={MAC2}")))
+        );
+    }
+
+    #[test]
+    fn peer_per_format() {
+        let vx = |s: &str| parse_peer(s, Encap::Vxlan);
+        assert_eq!(
+            vx(&format!("10.2.0.0/16=192.0.2.2,mac={MAC2}")),
+            Ok(Route {
+                prefix: net("10.2.0.0/16"),
+                peer: "192.0.2.2:8472".parse().unwrap(),
+                mac: Some(mac(MAC2)),
+            })
+        );
+        assert_eq!(
+            vx(&format!("10.2.0.0/16=192.0.2.2:4789,mac={MAC2}")).map(|r| r.peer),
+            Ok("192.0.2.2:4789".parse().unwrap())
+        );
+        assert_eq!(vx("10.2.0.0/16=192.0.2.2"), Err(Problem::NoPeerMac));
+        assert_eq!(
+            parse_peer(&format!("10.2.0.0/16=192.0.2.2,mac={MAC2}"), Encap::Udp),
+            Err(Problem::PeerMacVxlanOnly)
+        );
+        assert_eq!(check_peer_mac(None, Encap::Udp), Ok(()));
+        assert_eq!(check_peer_mac(Some(mac(MAC2)), Encap::Vxlan), Ok(()));
+    }
+
+    #[test]
+    fn macs_and_vnis() {
+        assert_eq!(parse_mac(MAC2), Ok(mac(MAC2)));
+        assert_eq!(parse_mac("0A:58:C6:13:02:00"), Ok(mac(MAC2)));
+        for bad in [
+            "ff:ff:ff:ff:ff:ff",
+            "00:00:00:00:00:00",
+            "33:33:00:00:00:01",
+        ] {
+            assert_eq!(
+                parse_mac(bad),
+                Err(Problem::MacNotUnicast(mac(bad))),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "",
+            "0a:58:c6:13:02",
+            "0a:58:c6:13:02:00:01",
+            "0a58.c613.0200",
+            "g0:58:c6:13:02:00",
+        ] {
+            assert_eq!(
+                parse_mac(bad),
+                Err(Problem::InvalidMac(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_vni("0"), Ok(0));
+        assert_eq!(parse_vni("1"), Ok(1));
+        assert_eq!(parse_vni("16777215"), Ok(MAX_VNI));
+        for bad in ["16777216", "-1", "99999999999999999999"] {
+            assert_eq!(parse_vni(bad), Err(Problem::VniOutOfRange), "{bad}");
+        }
+        for bad in ["", "x", "+1", "1.0", "0x10", "-"] {
+            assert_eq!(parse_vni(bad), Err(Problem::InvalidVni), "{bad}");
+        }
+    }
+
+    #[test]
+    fn vxlan_defaults() {
+        let peer = format!("10.2.0.0/16=192.0.2.2,mac={MAC2}");
+        let config = Config::from_file_and_flags(None, &vxlan(&["10.1.0.0/16"], &[&peer])).unwrap();
+        assert_eq!(config.encap, Encap::Vxlan);
+        assert_eq!(config.listen, "0.0.0.0:8472".parse().unwrap());
+        assert_eq!(config.peers[0].peer, "192.0.2.2:8472".parse().unwrap());
+        assert_eq!(config.vni, 1);
+        assert_eq!(config.vtep_mac, None);
+        // The default MAC: derived from the local subnets, the same on every start.
+        let derived = Mac::derived(b"10.1.0.0/16");
+        assert!(derived.is_unicast());
+        assert_eq!(default_vtep_mac(&config.local_subnets), derived);
+        assert_eq!(
+            config.wire_encap(),
+            datapath::Encap::Vxlan {
+                vni: 1,
+                mac: derived
+            }
+        );
+        let two = vxlan(&["10.1.0.0/16", "fd00:1::/64"], &[]);
+        let config = Config::from_file_and_flags(None, &two).unwrap();
+        assert_eq!(
+            config.wire_encap(),
+            datapath::Encap::Vxlan {
+                vni: 1,
+                mac: Mac::derived(b"10.1.0.0/16,fd00:1::/64")
+            }
+        );
+        // udp: no VNI or MAC on the wire; a listen address without a port gets the format's.
+        let config = Config::from_file_and_flags(None, &flags(&["10.1.0.0/16"], &[])).unwrap();
+        assert_eq!(config.wire_encap(), datapath::Encap::Udp);
+        let mut f = vxlan(&["10.1.0.0/16"], &[]);
+        f.listen = Some("[::]".into());
+        let config = Config::from_file_and_flags(None, &f).unwrap();
+        assert_eq!(config.listen, "[::]:8472".parse().unwrap());
+    }
+
+    #[test]
+    fn vxlan_flags() {
+        let f = Flags {
+            vni: Some("4096".into()),
+            vtep_mac: Some("0A-58-C6-13-01-00".into()),
+            listen: Some("[::]:4789".into()),
+            ..vxlan(
+                &["10.1.0.0/16"],
+                &[
+                    &format!("10.2.0.0/16=192.0.2.2:4789,mac={MAC2}"),
+                    &format!("fd00:2::/64=[fd18::2]:4789,mac={MAC2}"),
+                    &format!("10.3.0.0/16=[::ffff:192.0.2.3]:4789,mac={MAC3}"),
+                    // Another prefix of the same peer, spelled IPv4-mapped: the same MAC.
+                    &format!("10.4.0.0/16=[::ffff:192.0.2.3]:4789,mac={MAC3}"),
+                ],
+            )
+        };
+        let config = Config::from_file_and_flags(None, &f).unwrap();
+        assert_eq!(config.vni, 4096);
+        assert_eq!(config.vtep_mac, Some(mac("0a:58:c6:13:01:00")));
+        assert_eq!(config.listen, "[::]:4789".parse().unwrap());
+        assert_eq!(config.peers.len(), 4);
+        assert_eq!(config.peers[2].peer, "192.0.2.3:4789".parse().unwrap());
+        assert_eq!(config.peers[2].mac, Some(mac(MAC3)));
+        assert_eq!(
+            config.wire_encap(),
+            datapath::Encap::Vxlan {
+                vni: 4096,
+                mac: mac("0a:58:c6:13:01:00")
+            }
+        );
+        // The table the dataplane builds from it accepts it.
+        datapath::Table::build(
+            datapath::WireFormat::Vxlan,
+            &config.local_subnets,
+            &config.peers,
+            None,
+        )
+        .unwrap();
+        // VNI 0 is a VNI.
+        let f = Flags {
+            vni: Some("0".into()),
+            ..vxlan(&["10.1.0.0/16"], &[])
+        };
+        assert_eq!(Config::from_file_and_flags(None, &f).unwrap().vni, 0);
+    }
+
+    #[test]
+    fn vxlan_file() {
+        let text = format!(
+            "encap = \"vxlan\"\nvni = 7\nvtep_mac = \"0a:58:c6:13:01:00\"\nlocal_subnets = [\"10.1.0.0/16\"]\npeers = [\"10.2.0.0/16=192.0.2.2,mac={MAC2}\"]\n"
+        );
+        let config =
+            Config::from_file_and_flags(Some((Path::new("t.toml"), &text)), &Flags::default())
+                .unwrap();
+        assert_eq!(
+            config,
+            Config {
+                tun: DEFAULT_TUN.into(),
+                listen: "0.0.0.0:8472".parse().unwrap(),
+                local_subnets: vec![net("10.1.0.0/16")],
+                peers: vec![Route {
+                    prefix: net("10.2.0.0/16"),
+                    peer: "192.0.2.2:8472".parse().unwrap(),
+                    mac: Some(mac(MAC2)),
+                }],
+                encap: Encap::Vxlan,
+                vni: 7,
+                vtep_mac: Some(mac("0a:58:c6:13:01:00")),
+                mtu: None,
+                io: IoMode::Auto,
+                offload: Offload::Auto,
+                tun_queue_len: None,
+                socket_buffer: None,
+                configure: true,
+                control: Some(PathBuf::from(DEFAULT_CONTROL)),
+                metrics: None,
+            }
+        );
+        // Flags override the file's keys.
+        let f = Flags {
+            vni: Some("8".into()),
+            vtep_mac: Some("0a:58:c6:13:01:01".into()),
+            ..Flags::default()
+        };
+        let config = Config::from_file_and_flags(Some((Path::new("t.toml"), &text)), &f).unwrap();
+        assert_eq!(config.vni, 8);
+        assert_eq!(config.vtep_mac, Some(mac("0a:58:c6:13:01:01")));
+        // --encap udp over the file's vxlan: its vni is refused, naming its line.
+        let f = Flags {
+            encap: Some("udp".into()),
+            ..Flags::default()
+        };
+        assert_eq!(
+            file_error(&text, &f),
+            "config /etc/tundra.toml line 2: vni 7: applies to --encap vxlan only (the encapsulation is udp)"
+        );
+    }
+
+    #[test]
+    fn vxlan_errors() {
+        let local = ["10.1.0.0/16"];
+        let peer2 = format!("10.2.0.0/16=192.0.2.2,mac={MAC2}");
+        // Settings that only vxlan has.
+        let f = Flags {
+            vni: Some("5".into()),
+            ..flags(&local, &[])
+        };
+        assert_eq!(
+            flag_error(&f),
+            "--vni 5: applies to --encap vxlan only (the encapsulation is udp)"
+        );
+        let f = Flags {
+            vtep_mac: Some("0a:58:c6:13:01:00".into()),
+            ..flags(&local, &[])
+        };
+        assert_contains(
+            &flag_error(&f),
+            &["--vtep-mac 0a:58:c6:13:01:00:", "--encap vxlan only"],
+        );
+        assert_eq!(
+            flag_error(&flags(&local, &[&peer2])),
+            format!("--peer {peer2}: a peer's VTEP MAC (mac=) applies to --encap vxlan only (the encapsulation is udp)")
+        );
+        // Values.
+        let with = |g: fn(&mut Flags)| {
+            let mut f = vxlan(&local, &[]);
+            g(&mut f);
+            flag_error(&f)
+        };
+        assert_eq!(
+            with(|f| f.vni = Some("16777216".into())),
+            "--vni 16777216: VNI out of range (allowed 0..=16777215, 24 bits)"
+        );
+        assert_contains(
+            &with(|f| f.vni = Some("one".into())),
+            &["--vni one:", "invalid number"],
+        );
+        assert_contains(
+            &with(|f| f.vtep_mac = Some("ff:ff:ff:ff:ff:ff".into())),
+            &["--vtep-mac ff:ff:ff:ff:ff:ff:", "not a unicast MAC"],
+        );
+        assert_contains(
+            &with(|f| f.vtep_mac = Some("0a:58".into())),
+            &["--vtep-mac 0a:58:", "invalid MAC address"],
+        );
+        // Peers: the MAC is required, unicast, one per peer; one peer per address.
+        assert_eq!(
+            flag_error(&vxlan(&local, &["10.2.0.0/16=192.0.2.2"])),
+            "--peer 10.2.0.0/16=192.0.2.2: a vxlan peer needs its VTEP MAC, the MAC of its VXLAN device: append ,mac=MAC"
+        );
+        assert_contains(
+            &flag_error(&vxlan(
+                &local,
+                &["10.2.0.0/16=192.0.2.2,mac=01:00:5e:00:00:01"],
+            )),
+            &[
+                "--peer 10.2.0.0/16=192.0.2.2,mac=01:00:5e:00:00:01:",
+                "01:00:5e:00:00:01 is not a unicast MAC",
+            ],
+        );
+        assert_contains(
+            &flag_error(&vxlan(&local, &["10.2.0.0/16=192.0.2.2,mac=nope"])),
+            &[
+                "--peer 10.2.0.0/16=192.0.2.2,mac=nope:",
+                "invalid MAC address \"nope\"",
+            ],
+        );
+        assert_contains(
+            &flag_error(&vxlan(&local, &["10.2.0.0/16=192.0.2.2,vni=2"])),
+            &[
+                "--peer 10.2.0.0/16=192.0.2.2,vni=2:",
+                "unknown peer option \"vni=2\"",
+            ],
+        );
+        let other_mac = format!("10.3.0.0/16=192.0.2.2,mac={MAC3}");
+        assert_eq!(
+            flag_error(&vxlan(&local, &[&peer2, &other_mac])),
+            format!("--peer {other_mac}: peer 192.0.2.2:8472 already has VTEP MAC {MAC2} (every prefix of one peer takes the same MAC)")
+        );
+        let other_port = format!("10.3.0.0/16=192.0.2.2:4789,mac={MAC2}");
+        assert_eq!(
+            flag_error(&vxlan(&local, &[&peer2, &other_port])),
+            format!("--peer {other_port}: vxlan peer 192.0.2.2:8472 has the same address (vxlan tells peers apart by address alone: give one port)")
+        );
+        // In udp, two ports on one address are two peers.
+        assert!(Config::from_file_and_flags(
+            None,
+            &flags(
+                &local,
+                &["10.2.0.0/16=192.0.2.2", "10.3.0.0/16=192.0.2.2:9000"]
+            )
+        )
+        .is_ok());
+        // The config file: the same messages, naming the line.
+        let vx = vxlan(&local, &[]);
+        assert_eq!(
+            file_error("peers = [\n  \"10.2.0.0/16=192.0.2.2\",\n]\n", &vx),
+            "config /etc/tundra.toml line 2: peers 10.2.0.0/16=192.0.2.2: a vxlan peer needs its VTEP MAC, the MAC of its VXLAN device: append ,mac=MAC"
+        );
+        assert_contains(
+            &file_error("\nvni = -3\n", &vx),
+            &[
+                "config /etc/tundra.toml line 2: vni -3:",
+                "VNI out of range",
+            ],
+        );
+        assert_contains(
+            &file_error("vni = \"1\"\n", &vx),
+            &["config /etc/tundra.toml line 1:", "vni"],
+        );
+        assert_contains(
+            &file_error("vtep_mac = 5\n", &vx),
+            &["config /etc/tundra.toml line 1:", "vtep_mac"],
+        );
+        assert_contains(
+            &file_error("vtep_mac = \"00:00:00:00:00:00\"\n", &vx),
+            &["line 1: vtep_mac 00:00:00:00:00:00:", "not a unicast MAC"],
+        );
+        assert_contains(
+            &file_error(
+                "encap = \"udp\"\nvtep_mac = \"0a:58:c6:13:01:00\"\n",
+                &flags_with_local(&local),
+            ),
+            &["line 2: vtep_mac 0a:58:c6:13:01:00:", "--encap vxlan only"],
+        );
+        assert_contains(
+            &file_error("encap = \"geneve\"\n", &flags_with_local(&local)),
+            &["line 1: encap geneve:", "supported: udp, vxlan"],
         );
     }
 

@@ -27,6 +27,29 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! With the VXLAN wire format, to join Linux VXLAN devices (flannel's vxlan backend): every
+//! peer needs its VTEP MAC; ours is derived from the local subnets unless given.
+//!
+//! ```no_run
+//! use tundra::config::Encap;
+//! use tundra::Dataplane;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dataplane = Dataplane::builder()
+//!     .encap(Encap::Vxlan) // listens on 0.0.0.0:8472 unless `.listen` says otherwise
+//!     .vni(1)
+//!     .local_subnet("10.244.1.0/24".parse()?)
+//!     .peer_with_mac(
+//!         "10.244.2.0/24".parse()?,
+//!         "192.0.2.2:8472".parse()?,
+//!         "0a:58:0a:f4:02:00".parse()?,
+//!     )
+//!     .start()?;
+//! println!("our VTEP MAC: {:?}", dataplane.encap());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -37,7 +60,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use datapath::{Counters, Route, SharedTable, Table, TableError};
+use datapath::encap::VXLAN_OVERHEAD;
+use datapath::{Counters, Mac, Route, SharedTable, Table, TableError};
 use ipnet::IpNet;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -51,7 +75,8 @@ use crate::netdev::{self, NetConfig, NetdevError};
 use crate::sys;
 use crate::tun::{Tun, TunOffloads};
 
-/// Outer IPv4 + UDP header bytes, and outer IPv6 + UDP.
+/// Outer IPv4 + UDP header bytes, and outer IPv6 + UDP (a format's own header comes on top:
+/// see [`tunnel_mtu`]).
 const OVERHEAD_V4: u32 = 20 + 8;
 const OVERHEAD_V6: u32 = 40 + 8;
 /// Underlay MTU assumed when it cannot be found (no peer yet, or no route to it).
@@ -111,14 +136,16 @@ pub struct Dataplane {
     metrics: Option<MetricsServer>,
     io: IoMode,
     offloads: Offloads,
+    encap: datapath::Encap,
     mtu: u16,
     tunnel_mtu: u16,
     _tun: Arc<Tun>,
 }
 
 impl Dataplane {
-    /// A builder with the CLI's defaults (`tundra0`, `0.0.0.0:8285`, `udp`, auto I/O, configure
-    /// the TUN, no control socket, no metrics).
+    /// A builder with the CLI's defaults (`tundra0`, `udp` on `0.0.0.0:8285`, auto I/O, configure
+    /// the TUN, no control socket, no metrics; with [`Builder::encap`] `vxlan`: VNI 1, a derived
+    /// VTEP MAC, `0.0.0.0:8472`).
     pub fn builder() -> Builder {
         Builder::default()
     }
@@ -127,11 +154,13 @@ impl Dataplane {
     /// endpoint if `config` asks for them.
     ///
     /// # Errors
-    /// Invalid routes, a socket that cannot be bound (UDP, control, metrics; a control socket
-    /// another tundra answers on), `--io uring` where io_uring cannot be set up, or a TUN
-    /// device that cannot be opened or configured. Nothing stays configured then.
+    /// Invalid routes (with `vxlan`, a peer without a MAC among them), a socket that cannot be
+    /// bound (UDP, control, metrics; a control socket another tundra answers on), `--io uring`
+    /// where io_uring cannot be set up, or a TUN device that cannot be opened or configured.
+    /// Nothing stays configured then.
     pub fn start(config: &Config) -> Result<Dataplane, Error> {
-        let table = Table::new(&config.local_subnets, &config.peers)?;
+        let encap = config.wire_encap();
+        let table = Table::build(encap.format(), &config.local_subnets, &config.peers, None)?;
         let io = resolve_io(config.io)?;
         let udp = bind(config.listen, config.socket_buffer.unwrap_or(SOCKET_BUFFER))?;
         let control_socket = config
@@ -187,13 +216,14 @@ impl Dataplane {
             counters.clone(),
             io,
             offloads,
+            encap,
             netconfig,
         );
         let ctx = Ctx {
             tun: tun.clone(),
             map_v4: config.listen.is_ipv6(),
             offloads,
-            encap: datapath::Encap::Udp,
+            encap,
             udp: Arc::new(udp),
             table,
             counters,
@@ -210,6 +240,7 @@ impl Dataplane {
             metrics: None,
             io,
             offloads,
+            encap,
             mtu,
             tunnel_mtu,
             _tun: tun,
@@ -261,9 +292,16 @@ impl Dataplane {
         if let Some(metrics) = metrics {
             dataplane.metrics = Some(metrics.serve(dataplane.controller.clone())?);
         }
+        let (vni, vtep_mac) = match encap {
+            datapath::Encap::Vxlan { vni, mac } => (Some(vni), Some(tracing::field::display(mac))),
+            datapath::Encap::Udp => (None, None),
+        };
         tracing::info!(
             tun = config.tun,
             listen = %config.listen,
+            encap = %config.encap,
+            vni,
+            vtep_mac,
             io = %io,
             offload = %OffloadsDisplay(offloads),
             mtu,
@@ -297,6 +335,12 @@ impl Dataplane {
     /// The offloads in use: what the kernel granted the TUN and the UDP socket.
     pub fn offloads(&self) -> Offloads {
         self.offloads
+    }
+
+    /// The wire format in use with its parameters: with `vxlan`, the VNI and our VTEP MAC
+    /// (the one peers must send to, derived if none was given).
+    pub fn encap(&self) -> datapath::Encap {
+        self.encap
     }
 
     /// The TUN device's MTU, and the largest inner packet the tunnel carries.
@@ -360,17 +404,22 @@ impl Drop for Dataplane {
 #[derive(Clone, Debug)]
 pub struct Builder {
     config: Config,
+    /// Whether [`Builder::listen`] was called: if not, the port follows [`Builder::encap`].
+    listen_given: bool,
 }
 
 impl Default for Builder {
     fn default() -> Self {
         Builder {
+            listen_given: false,
             config: Config {
                 tun: config::DEFAULT_TUN.to_owned(),
                 listen: config::DEFAULT_LISTEN,
                 local_subnets: Vec::new(),
                 peers: Vec::new(),
                 encap: Encap::Udp,
+                vni: config::DEFAULT_VNI,
+                vtep_mac: None,
                 mtu: None,
                 io: IoMode::Auto,
                 offload: Offload::Auto,
@@ -386,7 +435,10 @@ impl Default for Builder {
 
 impl From<Config> for Builder {
     fn from(config: Config) -> Self {
-        Builder { config }
+        Builder {
+            config,
+            listen_given: true,
+        }
     }
 }
 
@@ -395,16 +447,51 @@ impl Builder {
         self.config.tun = name.to_owned();
         self
     }
+    /// The UDP socket's address; default: `0.0.0.0` on the format's port (8285 with `udp`,
+    /// 8472 with `vxlan`), whichever order `listen` and [`Builder::encap`] are called in.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.config.listen = addr;
+        self.listen_given = true;
         self
     }
     pub fn local_subnet(mut self, subnet: IpNet) -> Self {
         self.config.local_subnets.push(subnet);
         self
     }
+    /// Routes `prefix` to the node at `peer` (`udp`; a `vxlan` peer needs
+    /// [`Builder::peer_with_mac`]).
     pub fn peer(mut self, prefix: IpNet, peer: SocketAddr) -> Self {
         self.config.peers.push(Route::new(prefix, peer));
+        self
+    }
+    /// Routes `prefix` to the node at `peer` whose VTEP MAC is `mac` (`vxlan`).
+    pub fn peer_with_mac(mut self, prefix: IpNet, peer: SocketAddr, mac: Mac) -> Self {
+        self.config.peers.push(Route {
+            prefix,
+            peer,
+            mac: Some(mac),
+        });
+        self
+    }
+    /// The wire format; default: [`Encap::Udp`]. Without [`Builder::listen`], the listen port
+    /// becomes the format's (8472 for `vxlan`).
+    pub fn encap(mut self, encap: Encap) -> Self {
+        self.config.encap = encap;
+        if !self.listen_given {
+            self.config.listen.set_port(encap.default_port());
+        }
+        self
+    }
+    /// The VXLAN network identifier, at most [`datapath::encap::MAX_VNI`] (`vxlan` only);
+    /// default: [`config::DEFAULT_VNI`].
+    pub fn vni(mut self, vni: u32) -> Self {
+        self.config.vni = vni;
+        self
+    }
+    /// Our VTEP MAC, unicast (`vxlan` only); default: [`config::default_vtep_mac`] of the local
+    /// subnets, the same on every start. [`Dataplane::encap`] tells the one in use.
+    pub fn vtep_mac(mut self, mac: Mac) -> Self {
+        self.config.vtep_mac = Some(mac);
         self
     }
     /// The TUN's MTU; default: the underlay's less the encapsulation overhead.
@@ -456,8 +543,9 @@ impl Builder {
     /// Validates the settings and starts the dataplane.
     ///
     /// # Errors
-    /// As [`Dataplane::start`], and for an invalid TUN name or an underlay address family the
-    /// listen address cannot reach.
+    /// As [`Dataplane::start`], and for an invalid TUN name, an underlay address family the
+    /// listen address cannot reach, a VNI out of range, a VTEP MAC that is not unicast or given
+    /// with `udp`, a peer without a MAC with `vxlan` or with one with `udp`.
     pub fn start(self) -> Result<Dataplane, Error> {
         let c = &self.config;
         let invalid = |origin: &'static str, value: String, problem| {
@@ -468,9 +556,36 @@ impl Builder {
             })))
         };
         config::check_tun_name(&c.tun).map_err(|p| invalid("tun", c.tun.clone(), p))?;
+        if c.vni > datapath::encap::MAX_VNI {
+            return Err(invalid(
+                "vni",
+                c.vni.to_string(),
+                config::Problem::VniOutOfRange,
+            ));
+        }
+        if let Some(mac) = c.vtep_mac {
+            if c.encap != Encap::Vxlan {
+                return Err(invalid(
+                    "vtep_mac",
+                    mac.to_string(),
+                    config::Problem::VxlanOnly,
+                ));
+            }
+            if !mac.is_unicast() {
+                return Err(invalid(
+                    "vtep_mac",
+                    mac.to_string(),
+                    config::Problem::MacNotUnicast(mac),
+                ));
+            }
+        }
         for route in &c.peers {
-            config::check_family(route.peer, c.listen)
-                .map_err(|p| invalid("peer", format!("{}={}", route.prefix, route.peer), p))?;
+            let shown = || match route.mac {
+                Some(mac) => format!("{}={},mac={mac}", route.prefix, route.peer),
+                None => format!("{}={}", route.prefix, route.peer),
+            };
+            config::check_family(route.peer, c.listen).map_err(|p| invalid("peer", shown(), p))?;
+            config::check_peer_mac(route.mac, c.encap).map_err(|p| invalid("peer", shown(), p))?;
         }
         Dataplane::start(c)
     }
@@ -538,11 +653,13 @@ fn reload_routes(
     loaded: Result<Config, ConfigError>,
 ) -> Result<(Config, control::Applied), Box<dyn std::error::Error>> {
     let next = loaded?;
-    let fixed: [(&'static str, bool); 11] = [
+    let fixed: [(&'static str, bool); 13] = [
         ("tun", next.tun == running.tun),
         ("listen", next.listen == running.listen),
         ("local_subnets", next.local_subnets == running.local_subnets),
         ("encap", next.encap == running.encap),
+        ("vni", next.vni == running.vni),
+        ("vtep_mac", next.vtep_mac == running.vtep_mac),
         ("mtu", next.mtu == running.mtu),
         ("io", next.io == running.io),
         ("offload", next.offload == running.offload),
@@ -660,9 +777,10 @@ fn bind(addr: SocketAddr, buffer: usize) -> Result<UdpSocket, Error> {
 }
 
 /// The largest inner packet that crosses the underlay unfragmented: the path MTU towards the
-/// first peer, less the outer headers (IPv6's if any peer is reached over IPv6).
+/// first peer, less the outer headers (IPv6's if any peer is reached over IPv6) and the
+/// format's own (`vxlan`: 22, so 50 over IPv4 and 70 over IPv6, as Linux VXLAN devices).
 fn tunnel_mtu(config: &Config) -> u16 {
-    let overhead = if config
+    let outer = if config
         .peers
         .iter()
         .any(|r| datapath::route::canonical_addr(r.peer).is_ipv6())
@@ -670,6 +788,10 @@ fn tunnel_mtu(config: &Config) -> u16 {
         OVERHEAD_V6
     } else {
         OVERHEAD_V4
+    };
+    let overhead = match config.encap {
+        Encap::Udp => outer,
+        Encap::Vxlan => outer + VXLAN_OVERHEAD as u32,
     };
     let underlay = match config.peers.first() {
         Some(route) => netdev::underlay_mtu(route.peer).unwrap_or_else(|e| {

@@ -18,7 +18,7 @@ use tracing_subscriber::EnvFilter;
 use tundra::cli::{Cli, Command, RoutesCommand, RunArgs, StatsArgs};
 use tundra::config::{Config, Flags};
 use tundra::control::client::{self, Client};
-use tundra::control::protocol::Request;
+use tundra::control::protocol::{Request, RouteSpec};
 
 /// Exit status for an invalid flag or config file (clap's, too).
 const EXIT_USAGE: u8 = 2;
@@ -45,10 +45,7 @@ fn routes(command: RoutesCommand) -> ExitCode {
             prefix,
             peer,
             control,
-        } => (
-            control,
-            Request::RoutesAdd(tundra::datapath::Route::new(prefix, peer)),
-        ),
+        } => (control, Request::RoutesAdd(RouteSpec { prefix, peer })),
         RoutesCommand::Del { prefix, control } => (control, Request::RoutesDel(prefix)),
     };
     let list = request == Request::RoutesList;

@@ -95,9 +95,10 @@ impl Client {
     }
 }
 
-/// A `routes.list` result as a table: a header, then `PREFIX  PEER` lines sorted by prefix.
+/// A `routes.list` result as a table: a header, then `PREFIX  PEER` lines sorted by prefix, with
+/// a `MAC` column when a route has one (vxlan).
 pub fn routes_table(result: &Value) -> String {
-    let mut rows: Vec<(ipnet::IpNet, String, String)> = result
+    let mut rows: Vec<(ipnet::IpNet, String, String, Option<String>)> = result
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
@@ -105,20 +106,42 @@ pub fn routes_table(result: &Value) -> String {
         .map(|r| {
             let prefix = r["prefix"].as_str().unwrap_or("?").to_owned();
             let peer = r["peer"].as_str().unwrap_or("?").to_owned();
+            let mac = r["mac"].as_str().map(str::to_owned);
             let key = prefix.parse().unwrap_or_default();
-            (key, prefix, peer)
+            (key, prefix, peer, mac)
         })
         .collect();
     rows.sort();
-    let width = rows
-        .iter()
-        .map(|(_, p, _)| p.len())
-        .chain([6])
-        .max()
-        .unwrap_or(6);
-    let mut out = format!("{:<width$}  PEER\n", "PREFIX");
-    for (_, prefix, peer) in rows {
-        let _ = writeln!(out, "{prefix:<width$}  {peer}");
+    let prefixes = rows.iter().map(|r| r.1.len()).chain([6]).max().unwrap_or(6);
+    if rows.iter().all(|r| r.3.is_none()) {
+        let mut out = format!("{:<prefixes$}  PEER\n", "PREFIX");
+        for (_, prefix, peer, _) in rows {
+            let _ = writeln!(out, "{prefix:<prefixes$}  {peer}");
+        }
+        return out;
+    }
+    let peers = rows.iter().map(|r| r.2.len()).chain([4]).max().unwrap_or(4);
+    let mut out = format!("{:<prefixes$}  {:<peers$}  MAC\n", "PREFIX", "PEER");
+    for (_, prefix, peer, mac) in rows {
+        let mac = mac.as_deref().unwrap_or("-");
+        let _ = writeln!(out, "{prefix:<prefixes$}  {peer:<peers$}  {mac}");
+    }
+    out
+}
+
+/// A stats or health `encap` object in words: `udp`, or
+/// `vxlan, vni 1, vtep mac 0a:58:c6:13:01:00, port 8472`.
+fn encap_summary(encap: &Value) -> String {
+    let format = encap["format"].as_str().unwrap_or("?");
+    let mut out = format.to_owned();
+    if let Some(vni) = encap["vni"].as_u64() {
+        let _ = write!(out, ", vni {vni}");
+    }
+    if let Some(mac) = encap["vtep_mac"].as_str() {
+        let _ = write!(out, ", vtep mac {mac}");
+    }
+    if let Some(port) = encap["port"].as_u64() {
+        let _ = write!(out, ", port {port}");
     }
     out
 }
@@ -135,6 +158,9 @@ pub fn stats_summary(stats: &Value) -> String {
         n(&stats["routes"]),
         n(&stats["version"]),
     );
+    if stats["encap"].is_object() {
+        let _ = writeln!(out, "encap {}", encap_summary(&stats["encap"]));
+    }
     let _ = writeln!(
         out,
         "tx {} packets, {} bytes",
@@ -174,9 +200,13 @@ pub fn stats_summary(stats: &Value) -> String {
             .iter()
             .filter_map(Value::as_str)
             .collect();
+        let mac = match peer["mac"].as_str() {
+            Some(mac) => format!(" (mac {mac})"),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "peer {}: tx {} packets {} bytes, rx {} packets {} bytes, prefixes {}",
+            "peer {}{mac}: tx {} packets {} bytes, rx {} packets {} bytes, prefixes {}",
             peer["addr"].as_str().unwrap_or("?"),
             n(&peer["tx_packets"]),
             n(&peer["tx_bytes"]),
@@ -209,6 +239,16 @@ mod tests {
             "PREFIX          PEER\n198.19.2.0/24   198.18.0.2:8285\n198.19.10.0/24  198.18.0.3:8285\n"
         );
         assert_eq!(routes_table(&json!([])), "PREFIX  PEER\n");
+        let routes = json!([
+            {"prefix": "198.19.2.0/24", "peer": "198.18.0.2:8472", "mac": "0a:58:c6:13:02:00"},
+            {"prefix": "fd19:0:0:3::/64", "peer": "[fd18::3]:8472", "mac": "0a:58:c6:13:03:00"},
+        ]);
+        assert_eq!(
+            routes_table(&routes),
+            "PREFIX           PEER             MAC\n\
+             198.19.2.0/24    198.18.0.2:8472  0a:58:c6:13:02:00\n\
+             fd19:0:0:3::/64  [fd18::3]:8472   0a:58:c6:13:03:00\n"
+        );
     }
 
     #[test]
@@ -216,7 +256,7 @@ mod tests {
         let stats = json!({
             "tx_packets": 3, "tx_bytes": 300, "rx_packets": 2, "rx_bytes": 200, "icmp_sent": 1,
             "drops": {"no_route": 4, "too_big": 0}, "routes": 2, "version": 5,
-            "uptime_secs": 7.2, "io": "poll",
+            "uptime_secs": 7.2, "io": "poll", "encap": {"format": "udp"},
             "peers": [{"addr": "198.18.0.2:8285", "prefixes": ["198.19.2.0/24"],
                        "tx_packets": 3, "tx_bytes": 300, "rx_packets": 2, "rx_bytes": 200}],
         });
@@ -224,11 +264,26 @@ mod tests {
         assert_eq!(
             text,
             "up 7s, io poll, 2 routes (table version 5)\n\
+             encap udp\n\
              tx 3 packets, 300 bytes\n\
              rx 2 packets, 200 bytes\n\
              icmp sent 1\n\
              drops: no_route 4\n\
              peer 198.18.0.2:8285: tx 3 packets 300 bytes, rx 2 packets 200 bytes, prefixes 198.19.2.0/24\n"
+        );
+        let stats = json!({
+            "encap": {"format": "vxlan", "vni": 1, "vtep_mac": "0a:58:c6:13:01:00", "port": 8472},
+            "peers": [{"addr": "198.18.0.2:8472", "mac": "0a:58:c6:13:02:00", "prefixes": []}],
+        });
+        let text = stats_summary(&stats);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1],
+            "encap vxlan, vni 1, vtep mac 0a:58:c6:13:01:00, port 8472"
+        );
+        assert_eq!(
+            lines.last().copied(),
+            Some("peer 198.18.0.2:8472 (mac 0a:58:c6:13:02:00): tx 0 packets 0 bytes, rx 0 packets 0 bytes, prefixes none")
         );
     }
 }

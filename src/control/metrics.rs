@@ -284,6 +284,7 @@ mod tests {
             totals,
             peers: vec![PeerInfo {
                 addr: "[fd18::2]:8285".parse().unwrap(),
+                mac: None,
                 prefixes: vec!["fd19:0:0:2::/64".parse().unwrap()],
                 totals: PeerTotals {
                     tx_packets: 7,
@@ -297,6 +298,8 @@ mod tests {
             uptime: Duration::from_secs(12),
             io: IoMode::Poll,
             offloads: Default::default(),
+            encap: Default::default(),
+            port: 8285,
         };
         let text = render(&stats, 0);
         for line in [

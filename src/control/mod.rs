@@ -13,15 +13,16 @@ pub mod protocol;
 pub mod socket;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use datapath::route::check_route;
+use datapath::route::{canonical_addr, check_route};
 use datapath::{
-    Counters, DropReason, LocalCounters, PeerTotals, Route, SharedTable, Table, TableError,
+    Counters, DropReason, LocalCounters, Mac, PeerTotals, Route, SharedTable, Table, TableError,
+    WireFormat,
 };
 use ipnet::IpNet;
 
@@ -57,6 +58,8 @@ pub enum ControlError {
     Duplicate(IpNet),
     #[error(transparent)]
     Kernel(#[from] NetdevError),
+    #[error("peer {0}: a VTEP MAC applies to the vxlan format only (this dataplane runs udp)")]
+    MacNotVxlan(SocketAddr),
     #[error("{0} cannot change while running; restart tundra to change it")]
     NeedsRestart(&'static str),
     #[error("the dataplane is shutting down")]
@@ -80,9 +83,20 @@ pub struct Applied {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PeerInfo {
     pub addr: SocketAddr,
+    /// Its VTEP MAC (vxlan); left out of the JSON when `None`.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "mac_text")]
+    pub mac: Option<Mac>,
     pub prefixes: Vec<IpNet>,
     #[serde(flatten)]
     pub totals: PeerTotals,
+}
+
+/// A MAC as its text, `aa:bb:cc:dd:ee:ff`.
+fn mac_text<S: serde::Serializer>(mac: &Option<Mac>, s: S) -> Result<S::Ok, S::Error> {
+    match mac {
+        Some(mac) => s.collect_str(mac),
+        None => s.serialize_none(),
+    }
 }
 
 /// Counters of the whole dataplane and of each peer.
@@ -95,6 +109,10 @@ pub struct Stats {
     pub uptime: Duration,
     pub io: IoMode,
     pub offloads: Offloads,
+    /// The wire format with its parameters (the VTEP MAC in use with `vxlan`).
+    pub encap: datapath::Encap,
+    /// The UDP socket's port.
+    pub port: u16,
 }
 
 impl Stats {
@@ -118,8 +136,23 @@ impl Stats {
             "uptime_secs": self.uptime.as_secs_f64(),
             "io": self.io.to_string(),
             "offload": offloads_json(self.offloads),
+            "encap": encap_json(self.encap, self.port),
             "peers": self.peers,
         })
+    }
+}
+
+/// The wire format, as `stats --json` and health show it: `{"format":"udp"}`, or
+/// `{"format":"vxlan","vni":1,"vtep_mac":"0a:..","port":8472}`.
+pub(crate) fn encap_json(encap: datapath::Encap, port: u16) -> serde_json::Value {
+    match encap {
+        datapath::Encap::Udp => serde_json::json!({"format": "udp"}),
+        datapath::Encap::Vxlan { vni, mac } => serde_json::json!({
+            "format": "vxlan",
+            "vni": vni,
+            "vtep_mac": mac.to_string(),
+            "port": port,
+        }),
     }
 }
 
@@ -146,6 +179,7 @@ struct Shared {
     started: Instant,
     io: IoMode,
     offloads: Offloads,
+    encap: datapath::Encap,
     /// The UDP socket's address (peers must be of a family it reaches).
     listen: SocketAddr,
     /// Datapath threads that ended while the dataplane was not stopping.
@@ -202,6 +236,12 @@ impl Controller {
         self.shared.listen
     }
 
+    /// The wire format with its parameters: it decides a route's default port and whether it
+    /// needs a MAC.
+    pub fn encap(&self) -> datapath::Encap {
+        self.shared.encap
+    }
+
     /// The datapath threads that have ended on their own (failed or panicked), if any: the
     /// dataplane is degraded then.
     pub fn failed_threads(&self) -> Vec<&'static str> {
@@ -232,6 +272,8 @@ impl Controller {
             uptime: self.shared.started.elapsed(),
             io: self.shared.io,
             offloads: self.shared.offloads,
+            encap: self.shared.encap,
+            port: self.shared.listen.port(),
         }
     }
 }
@@ -271,6 +313,7 @@ fn peers_of(table: &Table) -> Vec<PeerInfo> {
             prefixes.sort();
             PeerInfo {
                 addr: p.addr,
+                mac: p.mac,
                 prefixes,
                 totals: p.counters.snapshot(),
             }
@@ -288,9 +331,21 @@ pub struct RouteTxn<'a> {
 }
 
 impl RouteTxn<'_> {
-    /// Routes `prefix` to `peer` (replacing its peer if it is routed already).
+    /// Routes `prefix` to `peer` (replacing its peer if it is routed already), in the `udp`
+    /// format; a `vxlan` peer needs [`RouteTxn::insert_with_mac`].
     pub fn insert(mut self, prefix: IpNet, peer: SocketAddr) -> Self {
         self.ops.push(RouteOp::Insert(Route::new(prefix, peer)));
+        self
+    }
+
+    /// Routes `prefix` to `peer` whose VTEP MAC is `mac` (`vxlan`; every route to one peer
+    /// gives it the same MAC, so moving a peer to a new MAC changes all its routes at once).
+    pub fn insert_with_mac(mut self, prefix: IpNet, peer: SocketAddr, mac: Mac) -> Self {
+        self.ops.push(RouteOp::Insert(Route {
+            prefix,
+            peer,
+            mac: Some(mac),
+        }));
         self
     }
 
@@ -316,12 +371,125 @@ impl RouteTxn<'_> {
     }
 }
 
+/// Where a prefix goes: the peer's address as given, and its MAC.
+type Dest = (SocketAddr, Option<Mac>);
+
+/// The authoritative routes, with what a table checks across routes kept countable, so that a
+/// transaction is checked in the time of its own changes, not of the whole table.
+#[derive(Default)]
+struct RouteMap {
+    routes: HashMap<IpNet, Dest>,
+    /// Routes per canonical peer address and MAC: one MAC per peer between transactions.
+    macs: HashMap<SocketAddr, HashMap<Option<Mac>, usize>>,
+    /// Routes per underlay IP and canonical peer address: one address per IP between
+    /// transactions in `vxlan`, where a receive is matched by IP alone.
+    addrs: HashMap<IpAddr, HashMap<SocketAddr, usize>>,
+}
+
+impl RouteMap {
+    fn new(routes: &[Route]) -> RouteMap {
+        let mut map = RouteMap::default();
+        for r in routes {
+            map.insert(r.prefix, (r.peer, r.mac));
+        }
+        map
+    }
+
+    fn get(&self, prefix: &IpNet) -> Option<&Dest> {
+        self.routes.get(prefix)
+    }
+
+    fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    fn insert(&mut self, prefix: IpNet, dest: Dest) -> Option<Dest> {
+        let old = self.routes.insert(prefix, dest);
+        if let Some(old) = old {
+            self.count(old, false);
+        }
+        self.count(dest, true);
+        old
+    }
+
+    fn remove(&mut self, prefix: &IpNet) -> Option<Dest> {
+        let old = self.routes.remove(prefix);
+        if let Some(old) = old {
+            self.count(old, false);
+        }
+        old
+    }
+
+    /// Removes every route and returns them.
+    fn take_all(&mut self) -> Vec<(IpNet, Dest)> {
+        self.macs.clear();
+        self.addrs.clear();
+        self.routes.drain().collect()
+    }
+
+    fn routes(&self) -> Vec<Route> {
+        self.routes
+            .iter()
+            .map(|(&prefix, &(peer, mac))| Route { prefix, peer, mac })
+            .collect()
+    }
+
+    fn count(&mut self, (peer, mac): Dest, add: bool) {
+        fn step<K: Eq + std::hash::Hash>(counts: &mut HashMap<K, usize>, key: K, add: bool) {
+            if add {
+                *counts.entry(key).or_default() += 1;
+            } else if let Some(n) = counts.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&key);
+                }
+            }
+        }
+        let addr = canonical_addr(peer);
+        let macs = self.macs.entry(addr).or_default();
+        step(macs, mac, add);
+        if macs.is_empty() {
+            self.macs.remove(&addr);
+        }
+        let addrs = self.addrs.entry(addr.ip()).or_default();
+        step(addrs, addr, add);
+        if addrs.is_empty() {
+            self.addrs.remove(&addr.ip());
+        }
+    }
+
+    /// What a table would refuse about `dest`, a destination routed now, given the other
+    /// routes: another MAC for its peer; in `vxlan`, another peer on its IP.
+    fn conflict(&self, (peer, mac): Dest, format: WireFormat) -> Option<TableError> {
+        let addr = canonical_addr(peer);
+        let macs = self.macs.get(&addr)?;
+        if !macs.contains_key(&mac) {
+            return None;
+        }
+        if let Some(&other) = macs.keys().find(|&&m| m != mac) {
+            return Some(TableError::TwoMacs {
+                peer: addr,
+                first: other.unwrap_or_default(),
+                second: mac.unwrap_or_default(),
+            });
+        }
+        if format == WireFormat::Vxlan {
+            let addrs = self.addrs.get(&addr.ip())?;
+            if let Some(&other) = addrs.keys().find(|&&a| a != addr) {
+                return Some(TableError::SharedAddress(other, addr));
+            }
+        }
+        None
+    }
+}
+
 /// The control thread's state: the authoritative route map, and the kernel side.
 pub(crate) struct ControlThread {
     rx: Receiver<Request>,
     shared: Arc<Shared>,
     local: Vec<IpNet>,
-    routes: HashMap<IpNet, SocketAddr>,
+    format: WireFormat,
+    routes: RouteMap,
     netconfig: Option<NetConfig>,
 }
 
@@ -333,6 +501,7 @@ pub(crate) fn new(
     counters: Arc<Counters>,
     io: IoMode,
     offloads: Offloads,
+    encap: datapath::Encap,
     netconfig: Option<NetConfig>,
 ) -> (Controller, ControlThread) {
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -343,15 +512,16 @@ pub(crate) fn new(
         started: Instant::now(),
         io,
         offloads,
+        encap,
         listen: config.listen,
         failed: Mutex::new(Vec::new()),
     });
-    let routes = config.peers.iter().map(|r| (r.prefix, r.peer)).collect();
     let thread = ControlThread {
         rx,
         shared: shared.clone(),
         local: config.local_subnets.clone(),
-        routes,
+        format: encap.format(),
+        routes: RouteMap::new(&config.peers),
         netconfig,
     };
     (Controller { tx, shared }, thread)
@@ -392,13 +562,9 @@ impl ControlThread {
         }
         let mut version = self.shared.version.load(Ordering::Relaxed);
         if results.iter().any(Result::is_ok) {
-            let routes: Vec<Route> = self
-                .routes
-                .iter()
-                .map(|(&prefix, &peer)| Route::new(prefix, peer))
-                .collect();
+            let routes = self.routes.routes();
             let previous = self.shared.table.snapshot();
-            match Table::new_after(&self.local, &routes, Some(&previous)) {
+            match Table::build(self.format, &self.local, &routes, Some(&previous)) {
                 Ok(table) => {
                     version += 1;
                     self.shared.table.publish(table);
@@ -408,11 +574,7 @@ impl ControlThread {
                     // Each change was checked on its own, so this is a bug; keep serving the
                     // published version and say so.
                     tracing::error!("route table rebuild failed after checks passed: {e}");
-                    self.routes = previous
-                        .routes()
-                        .iter()
-                        .map(|r| (r.prefix, r.peer))
-                        .collect();
+                    self.routes = RouteMap::new(&previous.routes());
                     for r in results.iter_mut() {
                         if r.is_ok() {
                             *r = Err(ControlError::Invalid(e.clone()));
@@ -434,7 +596,7 @@ impl ControlThread {
     /// Applies one transaction to the route map and the kernel, or nothing of it.
     fn apply_one(&mut self, ops: &[RouteOp]) -> Result<Applied, ControlError> {
         // The value of each touched prefix before this transaction: the undo log, and the diff.
-        let mut before: HashMap<IpNet, Option<SocketAddr>> = HashMap::new();
+        let mut before: HashMap<IpNet, Option<Dest>> = HashMap::new();
         if let Err(e) = self.apply_ops(ops, &mut before) {
             self.undo(before);
             return Err(e);
@@ -466,18 +628,23 @@ impl ControlThread {
     fn apply_ops(
         &mut self,
         ops: &[RouteOp],
-        before: &mut HashMap<IpNet, Option<SocketAddr>>,
+        before: &mut HashMap<IpNet, Option<Dest>>,
     ) -> Result<(), ControlError> {
         let mut seen = HashSet::new();
+        // Every destination given, to check against the others once all ops are applied (a
+        // transaction may move a peer to a new MAC route by route).
+        let mut given: HashSet<Dest> = HashSet::new();
         for op in ops {
             match op {
                 RouteOp::Insert(route) => {
                     check_route(&self.local, route)?;
+                    self.check_mac(route)?;
                     if !seen.insert(route.prefix) {
                         return Err(ControlError::Duplicate(route.prefix));
                     }
-                    let old = self.routes.insert(route.prefix, route.peer);
+                    let old = self.routes.insert(route.prefix, (route.peer, route.mac));
                     before.entry(route.prefix).or_insert(old);
+                    given.insert((route.peer, route.mac));
                 }
                 RouteOp::Remove(prefix) => {
                     let old = self
@@ -490,28 +657,47 @@ impl ControlThread {
                     let mut unique = HashSet::with_capacity(routes.len());
                     for route in routes {
                         check_route(&self.local, route)?;
+                        self.check_mac(route)?;
                         if !unique.insert(route.prefix) {
                             return Err(ControlError::Duplicate(route.prefix));
                         }
                     }
-                    for (prefix, peer) in self.routes.drain() {
-                        before.entry(prefix).or_insert(Some(peer));
+                    for (prefix, dest) in self.routes.take_all() {
+                        before.entry(prefix).or_insert(Some(dest));
                     }
                     for route in routes {
-                        self.routes.insert(route.prefix, route.peer);
+                        self.routes.insert(route.prefix, (route.peer, route.mac));
                         before.entry(route.prefix).or_insert(None);
+                        given.insert((route.peer, route.mac));
                     }
                     seen.clear();
                 }
             }
         }
+        for &dest in &given {
+            if let Some(e) = self.routes.conflict(dest, self.format) {
+                return Err(e.into());
+            }
+        }
         Ok(())
     }
 
-    fn undo(&mut self, before: HashMap<IpNet, Option<SocketAddr>>) {
+    /// A route's MAC against the format, as a table checks it: unicast; required by `vxlan`;
+    /// and (tundra's rule, not the table's) not given in `udp`, where it would do nothing.
+    fn check_mac(&self, route: &Route) -> Result<(), ControlError> {
+        let addr = canonical_addr(route.peer);
+        match (self.format, route.mac) {
+            (_, Some(mac)) if !mac.is_unicast() => Err(TableError::BadMac(addr, mac).into()),
+            (WireFormat::Vxlan, None) => Err(TableError::NoMac(addr).into()),
+            (WireFormat::Udp, Some(_)) => Err(ControlError::MacNotVxlan(addr)),
+            _ => Ok(()),
+        }
+    }
+
+    fn undo(&mut self, before: HashMap<IpNet, Option<Dest>>) {
         for (prefix, old) in before {
             match old {
-                Some(peer) => self.routes.insert(prefix, peer),
+                Some(dest) => self.routes.insert(prefix, dest),
                 None => self.routes.remove(&prefix),
             };
         }

@@ -4,6 +4,8 @@
 //! ```text
 //! -> {"cmd":"routes.add","prefix":"10.2.0.0/16","peer":"192.0.2.2:8285"}
 //! <- {"ok":true,"result":{"version":2,"added":1,"removed":0,"changed":0,"routes":1}}
+//! -> {"cmd":"routes.add","prefix":"10.3.0.0/16","peer":"192.0.2.3","mac":"0a:58:c0:00:02:03"}
+//! <- {"ok":true,"result":{"version":3,"added":1,"removed":0,"changed":0,"routes":2}}
 //! -> {"cmd":"routes.del","prefix":"10.9.0.0/16"}
 //! <- {"ok":false,"error":"routes.del: 10.9.0.0/16 is not routed"}
 //! ```
@@ -11,12 +13,16 @@
 //! This module is pure: [`Request::parse`] and [`Request::to_json`] turn a line into a request
 //! and back, [`Reply`] encodes and decodes replies, and [`handle`] answers a request from a
 //! [`Controller`]. A refused request changes nothing.
+//!
+//! A request's routes are [`RouteSpec`]s, as given: a peer's port may be left out, and the
+//! running dataplane's format decides it (8285 for udp, 8472 for vxlan) when [`handle`] answers,
+//! so that a client (`tundra routes add`) need not know the format.
 
 use datapath::Route;
 use ipnet::IpNet;
 use serde_json::{json, Map, Value};
 
-use crate::config::{self, Problem};
+use crate::config::{self, Encap, PeerSpec, Problem};
 use crate::control::{Controller, RouteOp};
 
 /// Longest request line accepted, in bytes (without its newline).
@@ -33,21 +39,62 @@ pub const COMMANDS: [&str; 7] = [
     "health",
 ];
 
-/// One request, parsed and validated (prefixes canonical, peer addresses usable).
+/// A route as a request gives it: `{"prefix":..,"peer":"ADDR[:PORT]","mac":..}` (`mac`
+/// optional). The peer's port, if left out, is the running format's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RouteSpec {
+    pub prefix: IpNet,
+    pub peer: PeerSpec,
+}
+
+impl RouteSpec {
+    /// The route in format `encap`: the port defaulted, the MAC checked against the format.
+    ///
+    /// # Errors
+    /// As [`PeerSpec::route`]: a MAC missing with `vxlan`, or given with `udp`.
+    pub fn route(&self, encap: Encap) -> Result<Route, Problem> {
+        self.peer.route(self.prefix, encap)
+    }
+
+    /// As the request object of `routes.add` or an item of `routes.apply` carries it.
+    fn to_json(self) -> Value {
+        let mut v = json!({"prefix": self.prefix.to_string(), "peer": self.peer.endpoint()});
+        if let Some(mac) = self.peer.mac {
+            v["mac"] = mac.to_string().into();
+        }
+        v
+    }
+}
+
+impl From<Route> for RouteSpec {
+    fn from(r: Route) -> RouteSpec {
+        RouteSpec {
+            prefix: r.prefix,
+            peer: PeerSpec {
+                ip: r.peer.ip(),
+                port: Some(r.peer.port()),
+                mac: r.mac,
+            },
+        }
+    }
+}
+
+/// One request, parsed and validated (prefixes canonical, peer addresses usable, MACs
+/// unicast); whether a route needs a MAC, and its default port, depend on the running format.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// Every route, sorted by prefix.
     RoutesList,
     /// Routes a prefix to a peer (or moves it to that peer).
-    RoutesAdd(Route),
+    RoutesAdd(RouteSpec),
     /// Removes the route to a prefix; refused if it is not routed.
     RoutesDel(IpNet),
     /// One transaction: `replace` (if given) replaces every route, then `del` removes, then
     /// `add` inserts.
     RoutesApply {
-        replace: Option<Vec<Route>>,
+        replace: Option<Vec<RouteSpec>>,
         del: Vec<IpNet>,
-        add: Vec<Route>,
+        add: Vec<RouteSpec>,
     },
     Peers,
     Stats,
@@ -92,7 +139,11 @@ impl Request {
             "routes.add" => {
                 let prefix = f.string("prefix")?;
                 let peer = f.string("peer")?;
-                Request::RoutesAdd(f.route(&prefix, &peer, "")?)
+                let mac = match f.fields.contains_key("mac") {
+                    true => Some(f.string("mac")?),
+                    false => None,
+                };
+                Request::RoutesAdd(f.route(&prefix, &peer, mac.as_deref(), "")?)
             }
             "routes.del" => {
                 let prefix = f.string("prefix")?;
@@ -139,11 +190,13 @@ impl Request {
 
     /// The request as the JSON object sent on the wire (one line once serialised).
     pub fn to_json(&self) -> Value {
-        let route = |r: &Route| json!({"prefix": r.prefix.to_string(), "peer": r.peer.to_string()});
+        let route = |r: &RouteSpec| r.to_json();
         match self {
             Request::RoutesList => json!({"cmd": "routes.list"}),
             Request::RoutesAdd(r) => {
-                json!({"cmd": "routes.add", "prefix": r.prefix.to_string(), "peer": r.peer.to_string()})
+                let mut v = r.to_json();
+                v["cmd"] = "routes.add".into();
+                v
             }
             Request::RoutesDel(prefix) => {
                 json!({"cmd": "routes.del", "prefix": prefix.to_string()})
@@ -205,8 +258,8 @@ impl Fields {
         }
     }
 
-    /// A list of `{"prefix":..,"peer":..}` objects.
-    fn routes(&mut self, name: &str) -> Result<Vec<Route>, String> {
+    /// A list of `{"prefix":..,"peer":..[,"mac":..]}` objects.
+    fn routes(&mut self, name: &str) -> Result<Vec<RouteSpec>, String> {
         let items = self.array(name)?.unwrap_or_default();
         let mut routes = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
@@ -214,17 +267,19 @@ impl Fields {
             let Value::Object(mut obj) = item else {
                 return Err(self.mistyped(&at, "an object {\"prefix\":..,\"peer\":..}", &item));
             };
-            let mut take = |key: &str| match obj.remove(key) {
-                Some(Value::String(s)) => Ok(s),
+            let mut take = |key: &str, required: bool| match obj.remove(key) {
+                Some(Value::String(s)) => Ok(Some(s)),
                 Some(other) => Err(self.mistyped(&format!("{at}.{key}"), "a string", &other)),
-                None => Err(format!("{}: missing \"{at}.{key}\"", self.cmd)),
+                None if required => Err(format!("{}: missing \"{at}.{key}\"", self.cmd)),
+                None => Ok(None),
             };
-            let prefix = take("prefix")?;
-            let peer = take("peer")?;
+            let prefix = take("prefix", true)?.unwrap_or_default();
+            let peer = take("peer", true)?.unwrap_or_default();
+            let mac = take("mac", false)?;
             if let Some(key) = obj.keys().next() {
                 return Err(format!("{}: unknown field \"{at}.{key}\"", self.cmd));
             }
-            routes.push(self.route(&prefix, &peer, &format!("{at}."))?);
+            routes.push(self.route(&prefix, &peer, mac.as_deref(), &format!("{at}."))?);
         }
         Ok(routes)
     }
@@ -233,11 +288,22 @@ impl Fields {
         config::parse_cidr(text).map_err(|p| self.invalid(name, text, &p))
     }
 
-    fn route(&self, prefix: &str, peer: &str, at: &str) -> Result<Route, String> {
+    fn route(
+        &self,
+        prefix: &str,
+        peer: &str,
+        mac: Option<&str>,
+        at: &str,
+    ) -> Result<RouteSpec, String> {
         let prefix = self.prefix(prefix, &format!("{at}prefix"))?;
-        let peer = config::parse_peer_addr(peer)
+        let mut peer = config::parse_peer_endpoint(peer)
             .map_err(|p| self.invalid(&format!("{at}peer"), peer, &p))?;
-        Ok(Route::new(prefix, peer))
+        if let Some(mac) = mac {
+            peer.mac = Some(
+                config::parse_mac(mac).map_err(|p| self.invalid(&format!("{at}mac"), mac, &p))?,
+            );
+        }
+        Ok(RouteSpec { prefix, peer })
     }
 
     fn invalid(&self, name: &str, text: &str, problem: &Problem) -> String {
@@ -320,29 +386,33 @@ pub fn respond(controller: &Controller, line: &str) -> Reply {
 
 /// Answers one request. Route changes are one transaction each; a refused one changed nothing.
 pub fn handle(controller: &Controller, request: &Request) -> Reply {
+    let resolve = |cmd: &str, specs: &[RouteSpec]| resolve(controller, cmd, specs);
     match request {
         Request::RoutesList => Reply::Ok(routes_json(&controller.table().routes().to_vec())),
-        Request::RoutesAdd(route) => routes(
-            controller,
-            "routes.add",
-            vec![RouteOp::Insert(*route)],
-            std::slice::from_ref(route),
-        ),
-        Request::RoutesDel(prefix) => routes(
-            controller,
-            "routes.del",
-            vec![RouteOp::Remove(*prefix)],
-            &[],
-        ),
+        Request::RoutesAdd(spec) => match resolve("routes.add", std::slice::from_ref(spec)) {
+            Ok(new) => routes(controller, "routes.add", vec![RouteOp::Insert(new[0])]),
+            Err(e) => Reply::Error(e),
+        },
+        Request::RoutesDel(prefix) => {
+            routes(controller, "routes.del", vec![RouteOp::Remove(*prefix)])
+        }
         Request::RoutesApply { replace, del, add } => {
+            let replace = match replace.as_deref().map(|r| resolve("routes.apply", r)) {
+                None => None,
+                Some(Ok(routes)) => Some(routes),
+                Some(Err(e)) => return Reply::Error(e),
+            };
+            let add = match resolve("routes.apply", add) {
+                Ok(add) => add,
+                Err(e) => return Reply::Error(e),
+            };
             let mut ops = Vec::with_capacity(del.len() + add.len() + 1);
             if let Some(replace) = replace {
-                ops.push(RouteOp::ReplaceAll(replace.clone()));
+                ops.push(RouteOp::ReplaceAll(replace));
             }
             ops.extend(del.iter().map(|&p| RouteOp::Remove(p)));
-            ops.extend(add.iter().map(|&r| RouteOp::Insert(r)));
-            let new: Vec<Route> = replace.iter().flatten().chain(add).copied().collect();
-            routes(controller, "routes.apply", ops, &new)
+            ops.extend(add.into_iter().map(RouteOp::Insert));
+            routes(controller, "routes.apply", ops)
         }
         Request::Peers => Reply::Ok(json!(controller.peers())),
         Request::Stats => Reply::Ok(controller.stats().to_json()),
@@ -350,26 +420,55 @@ pub fn handle(controller: &Controller, request: &Request) -> Reply {
     }
 }
 
-/// The routes as `[{"prefix":..,"peer":..}]`, sorted by prefix.
+/// The routes as `[{"prefix":..,"peer":..}]` (with `"mac"` when a route has one), sorted by
+/// prefix.
 pub fn routes_json(routes: &[Route]) -> Value {
     let mut routes = routes.to_vec();
     routes.sort_by_key(|r| r.prefix);
     routes
         .iter()
-        .map(|r| json!({"prefix": r.prefix.to_string(), "peer": r.peer.to_string()}))
+        .map(|r| {
+            let mut v = json!({"prefix": r.prefix.to_string(), "peer": r.peer.to_string()});
+            if let Some(mac) = r.mac {
+                v["mac"] = mac.to_string().into();
+            }
+            v
+        })
         .collect::<Vec<_>>()
         .into()
 }
 
-fn routes(controller: &Controller, cmd: &str, ops: Vec<RouteOp>, new: &[Route]) -> Reply {
+/// The routes of a request in the running format (ports defaulted, MACs checked), each
+/// reachable from the listen socket; the error names the first peer that is not.
+fn resolve(controller: &Controller, cmd: &str, specs: &[RouteSpec]) -> Result<Vec<Route>, String> {
+    let encap = Encap::from(controller.encap().format());
     let listen = controller.listen();
-    if let Some(route) = new
-        .iter()
-        .find(|r| config::check_family(r.peer, listen).is_err())
-    {
-        let problem = config::check_family(route.peer, listen).unwrap_err();
-        return Reply::Error(format!("{cmd}: peer {}: {problem}", route.peer));
+    let mut routes = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let peer = spec.peer.addr(encap.default_port());
+        let route = spec.route(encap).map_err(|problem| {
+            let why = match problem {
+                Problem::NoPeerMac => {
+                    "a vxlan peer needs its VTEP MAC: give \"mac\" (tundra routes add: ADDR,mac=MAC)"
+                        .to_owned()
+                }
+                Problem::PeerMacVxlanOnly => {
+                    "a VTEP MAC (\"mac\") applies to the vxlan format only (this tundra runs udp)"
+                        .to_owned()
+                }
+                other => other.to_string(),
+            };
+            format!("{cmd}: peer {peer}: {why}")
+        })?;
+        if let Err(problem) = config::check_family(route.peer, listen) {
+            return Err(format!("{cmd}: peer {}: {problem}", route.peer));
+        }
+        routes.push(route);
     }
+    Ok(routes)
+}
+
+fn routes(controller: &Controller, cmd: &str, ops: Vec<RouteOp>) -> Reply {
     match controller.apply(ops) {
         Ok(applied) => {
             tracing::info!(
@@ -399,6 +498,7 @@ pub fn health_json(controller: &Controller) -> Value {
         "routes": stats.routes,
         "io": stats.io.to_string(),
         "offload": super::offloads_json(stats.offloads),
+        "encap": super::encap_json(stats.encap, stats.port),
     })
 }
 
@@ -411,6 +511,14 @@ mod tests {
             prefix: prefix.parse().unwrap(),
             peer: peer.parse().unwrap(),
             mac: None,
+        }
+    }
+
+    /// A request's route: `peer` as `ADDR[:PORT][,mac=MAC]`.
+    fn spec(prefix: &str, peer: &str) -> RouteSpec {
+        RouteSpec {
+            prefix: prefix.parse().unwrap(),
+            peer: peer.parse().unwrap(),
         }
     }
 
@@ -435,12 +543,18 @@ mod tests {
         assert_eq!(p(r#"{"cmd":"health"}"#), Request::Health);
         assert_eq!(
             p(r#"{"cmd":"routes.add","prefix":"198.19.2.0/24","peer":"198.18.0.2:8285"}"#),
-            Request::RoutesAdd(route("198.19.2.0/24", "198.18.0.2:8285"))
+            Request::RoutesAdd(spec("198.19.2.0/24", "198.18.0.2:8285"))
         );
-        // The port defaults as on the command line; IPv4-mapped becomes IPv4.
+        // The port is left to the running format; IPv4-mapped becomes IPv4.
         assert_eq!(
             p(r#"{"peer":"[::ffff:198.18.0.2]","prefix":"fd19:0:0:2::/64","cmd":"routes.add"}"#),
-            Request::RoutesAdd(route("fd19:0:0:2::/64", "198.18.0.2:8285"))
+            Request::RoutesAdd(spec("fd19:0:0:2::/64", "198.18.0.2"))
+        );
+        assert_eq!(
+            p(
+                r#"{"cmd":"routes.add","prefix":"198.19.2.0/24","peer":"[fd18::2]","mac":"0A-58-C6-13-02-00"}"#
+            ),
+            Request::RoutesAdd(spec("198.19.2.0/24", "[fd18::2],mac=0a:58:c6:13:02:00"))
         );
         assert_eq!(
             p(r#"{"cmd":"routes.del","prefix":"fd19:0:0:2::/64"}"#),
@@ -453,7 +567,23 @@ mod tests {
             Request::RoutesApply {
                 replace: None,
                 del: vec!["198.19.2.0/24".parse().unwrap()],
-                add: vec![route("198.19.3.0/24", "198.18.0.3:1")],
+                add: vec![spec("198.19.3.0/24", "198.18.0.3:1")],
+            }
+        );
+        assert_eq!(
+            p(
+                r#"{"cmd":"routes.apply","replace":[{"prefix":"198.19.2.0/24","peer":"198.18.0.2","mac":"0a:58:c6:13:02:00"}],"add":[{"mac":"0a:58:c6:13:03:00","prefix":"198.19.3.0/24","peer":"198.18.0.3:4789"}]}"#
+            ),
+            Request::RoutesApply {
+                replace: Some(vec![spec(
+                    "198.19.2.0/24",
+                    "198.18.0.2,mac=0a:58:c6:13:02:00"
+                )]),
+                del: vec![],
+                add: vec![spec(
+                    "198.19.3.0/24",
+                    "198.18.0.3:4789,mac=0a:58:c6:13:03:00"
+                )],
             }
         );
         assert_eq!(
@@ -470,13 +600,15 @@ mod tests {
     fn round_trip() {
         for request in [
             Request::RoutesList,
-            Request::RoutesAdd(route("198.19.2.0/24", "198.18.0.2:8285")),
-            Request::RoutesAdd(route("fd19:0:0:2::/64", "[fd18::2]:9000")),
+            Request::RoutesAdd(spec("198.19.2.0/24", "198.18.0.2:8285")),
+            Request::RoutesAdd(spec("fd19:0:0:2::/64", "[fd18::2]:9000")),
+            Request::RoutesAdd(spec("fd19:0:0:2::/64", "[fd18::2]")),
+            Request::RoutesAdd(spec("198.19.2.0/24", "198.18.0.2,mac=0a:58:c6:13:02:00")),
             Request::RoutesDel("198.19.2.0/24".parse().unwrap()),
             Request::RoutesApply {
-                replace: Some(vec![route("198.19.4.0/24", "198.18.0.4:8285")]),
+                replace: Some(vec![spec("198.19.4.0/24", "198.18.0.4:8285")]),
                 del: vec!["198.19.2.0/24".parse().unwrap()],
-                add: vec![route("198.19.3.0/24", "198.18.0.3:8285")],
+                add: vec![spec("198.19.3.0/24", "198.18.0.3,mac=0a:58:c6:13:03:00")],
             },
             Request::RoutesApply {
                 replace: None,
@@ -673,13 +805,22 @@ mod tests {
             )
             .config()
             .clone();
-        let table = datapath::Table::new(&config.local_subnets, &config.peers).unwrap();
+        start(&config)
+    }
+
+    /// A controller for `config`, with no kernel side, its control thread running.
+    fn start(config: &config::Config) -> Controller {
+        let encap = config.wire_encap();
+        let table =
+            datapath::Table::build(encap.format(), &config.local_subnets, &config.peers, None)
+                .unwrap();
         let (controller, thread) = crate::control::new(
-            &config,
+            config,
             std::sync::Arc::new(datapath::SharedTable::new(table)),
             Default::default(),
             crate::config::IoMode::Poll,
             Default::default(),
+            encap,
             None,
         );
         std::thread::spawn(move || thread.run());
@@ -749,6 +890,231 @@ mod tests {
             err(r#"{"cmd":"routes.del","prefix":"198.19.4.0/24"}"#),
             "routes.del: the dataplane is shutting down"
         );
+    }
+
+    #[test]
+    fn bad_macs() {
+        error(
+            r#"{"cmd":"routes.add","prefix":"198.19.2.0/24","peer":"198.18.0.2","mac":"0a:58"}"#,
+            &["routes.add: mac 0a:58:", "invalid MAC address"],
+        );
+        error(
+            r#"{"cmd":"routes.add","prefix":"198.19.2.0/24","peer":"198.18.0.2","mac":"ff:ff:ff:ff:ff:ff"}"#,
+            &["routes.add: mac ff:ff:ff:ff:ff:ff:", "not a unicast MAC"],
+        );
+        error(
+            r#"{"cmd":"routes.add","prefix":"198.19.2.0/24","peer":"198.18.0.2","mac":null}"#,
+            &["routes.add: \"mac\" must be a string, got null"],
+        );
+        error(
+            r#"{"cmd":"routes.add","prefix":"198.19.2.0/24","peer":"198.18.0.2,mac=0a:58:c6:13:02:00"}"#,
+            &[
+                "routes.add: peer 198.18.0.2,mac=0a:58:c6:13:02:00:",
+                "invalid address",
+            ],
+        );
+        error(
+            r#"{"cmd":"routes.apply","add":[{"prefix":"198.19.2.0/24","peer":"198.18.0.2","mac":"x"}]}"#,
+            &["routes.apply: add[0].mac x:", "invalid MAC address"],
+        );
+        error(
+            r#"{"cmd":"routes.apply","replace":[{"prefix":"198.19.2.0/24","peer":"198.18.0.2","mac":1}]}"#,
+            &["\"replace[0].mac\" must be a string, got 1"],
+        );
+    }
+
+    const MAC2: &str = "0a:58:c6:13:02:00";
+    const MAC3: &str = "0a:58:c6:13:03:00";
+
+    /// A vxlan controller: local 198.19.1.0/24, 198.19.2.0/24 to 198.18.0.2 (MAC2).
+    fn vxlan_controller() -> Controller {
+        let mac2 = MAC2.parse().unwrap();
+        let config = crate::dataplane::Builder::default()
+            .encap(Encap::Vxlan)
+            .local_subnet("198.19.1.0/24".parse().unwrap())
+            .peer_with_mac(
+                "198.19.2.0/24".parse().unwrap(),
+                "198.18.0.2:8472".parse().unwrap(),
+                mac2,
+            )
+            .config()
+            .clone();
+        start(&config)
+    }
+
+    #[test]
+    fn vxlan_answers() {
+        let c = vxlan_controller();
+        let ok = |line: &str| match respond(&c, line) {
+            Reply::Ok(v) => v,
+            Reply::Error(e) => panic!("{line}: {e}"),
+        };
+        let err = |line: &str| match respond(&c, line) {
+            Reply::Ok(v) => panic!("{line}: accepted: {v}"),
+            Reply::Error(e) => e,
+        };
+        assert_eq!(
+            ok(r#"{"cmd":"routes.list"}"#),
+            json!([{"prefix": "198.19.2.0/24", "peer": "198.18.0.2:8472", "mac": MAC2}])
+        );
+        // No port: vxlan's, 8472.
+        let add = format!(
+            r#"{{"cmd":"routes.add","prefix":"198.19.3.0/24","peer":"198.18.0.3","mac":"{MAC3}"}}"#
+        );
+        assert_eq!(ok(&add)["added"], 1);
+        let table = c.table();
+        let peer = table.peer(table.lookup("198.19.3.1".parse().unwrap()).unwrap());
+        assert_eq!(peer.addr, "198.18.0.3:8472".parse().unwrap());
+        assert_eq!(peer.mac, Some(MAC3.parse().unwrap()));
+        assert_eq!(
+            ok(r#"{"cmd":"routes.list"}"#)[1],
+            json!({"prefix": "198.19.3.0/24", "peer": "198.18.0.3:8472", "mac": MAC3})
+        );
+        let peers = ok(r#"{"cmd":"peers"}"#);
+        assert_eq!(peers[0]["addr"], "198.18.0.2:8472");
+        assert_eq!(peers[0]["mac"], MAC2);
+        assert_eq!(peers[1]["mac"], MAC3);
+        // A vxlan route needs its MAC; the error names the peer with its port.
+        assert_eq!(
+            err(r#"{"cmd":"routes.add","prefix":"198.19.4.0/24","peer":"198.18.0.4"}"#),
+            "routes.add: peer 198.18.0.4:8472: a vxlan peer needs its VTEP MAC: give \"mac\" (tundra routes add: ADDR,mac=MAC)"
+        );
+        assert!(err(
+            r#"{"cmd":"routes.apply","add":[{"prefix":"198.19.4.0/24","peer":"198.18.0.4:4789"}]}"#
+        )
+        .starts_with("routes.apply: peer 198.18.0.4:4789: a vxlan peer needs its VTEP MAC"));
+        // One MAC per peer: a second one for 198.18.0.2 is refused, naming both.
+        assert_eq!(
+            err(&format!(
+                r#"{{"cmd":"routes.add","prefix":"198.19.4.0/24","peer":"198.18.0.2","mac":"{MAC3}"}}"#
+            )),
+            format!("routes.add: peer 198.18.0.2:8472 is given two VTEP MACs, {MAC2} and {MAC3}")
+        );
+        // One peer per IP address.
+        assert_eq!(
+            err(&format!(
+                r#"{{"cmd":"routes.add","prefix":"198.19.4.0/24","peer":"198.18.0.2:4789","mac":"{MAC2}"}}"#
+            )),
+            "routes.add: vxlan peers 198.18.0.2:8472 and 198.18.0.2:4789 share an address: a vxlan peer is known by its address alone"
+        );
+        // Moving the only route of a peer to a new MAC is fine; so is moving all of a peer's
+        // routes at once, and not one of them alone.
+        let mac4 = "0a:58:c6:13:04:00";
+        let applied = ok(&format!(
+            r#"{{"cmd":"routes.add","prefix":"198.19.3.0/24","peer":"198.18.0.3","mac":"{mac4}"}}"#
+        ));
+        assert_eq!(
+            (applied["changed"].clone(), applied["routes"].clone()),
+            (json!(1), json!(2))
+        );
+        ok(&format!(
+            r#"{{"cmd":"routes.add","prefix":"fd19:0:0:3::/64","peer":"198.18.0.3","mac":"{mac4}"}}"#
+        ));
+        assert!(err(&format!(
+            r#"{{"cmd":"routes.add","prefix":"198.19.3.0/24","peer":"198.18.0.3","mac":"{MAC3}"}}"#
+        ))
+        .contains("two VTEP MACs"));
+        ok(&format!(
+            r#"{{"cmd":"routes.apply","add":[{{"prefix":"198.19.3.0/24","peer":"198.18.0.3","mac":"{MAC3}"}},{{"prefix":"fd19:0:0:3::/64","peer":"198.18.0.3","mac":"{MAC3}"}}]}}"#
+        ));
+        // A refused transaction left nothing behind: a peer's old MAC is gone with its routes.
+        let before = ok(r#"{"cmd":"routes.list"}"#);
+        assert!(err(&format!(
+            r#"{{"cmd":"routes.apply","del":["198.19.2.0/24"],"add":[{{"prefix":"198.19.5.0/24","peer":"198.18.0.5","mac":"{MAC2}"}},{{"prefix":"198.19.6.0/24","peer":"198.18.0.5","mac":"{MAC3}"}}]}}"#
+        ))
+        .contains("two VTEP MACs"));
+        assert_eq!(ok(r#"{"cmd":"routes.list"}"#), before);
+        ok(&format!(
+            r#"{{"cmd":"routes.apply","del":["198.19.2.0/24"],"add":[{{"prefix":"198.19.2.0/24","peer":"198.18.0.2","mac":"{mac4}"}}]}}"#
+        ));
+        // A replace checks its routes against each other only.
+        ok(&format!(
+            r#"{{"cmd":"routes.apply","replace":[{{"prefix":"198.19.2.0/24","peer":"198.18.0.3:4789","mac":"{MAC2}"}}]}}"#
+        ));
+        assert_eq!(
+            ok(r#"{"cmd":"routes.list"}"#),
+            json!([{"prefix": "198.19.2.0/24", "peer": "198.18.0.3:4789", "mac": MAC2}])
+        );
+        // The format in stats and health.
+        let encap = json!({
+            "format": "vxlan",
+            "vni": 1,
+            "vtep_mac": crate::config::default_vtep_mac(&["198.19.1.0/24".parse().unwrap()]).to_string(),
+            "port": 8472,
+        });
+        assert_eq!(ok(r#"{"cmd":"stats"}"#)["encap"], encap);
+        assert_eq!(ok(r#"{"cmd":"health"}"#)["encap"], encap);
+    }
+
+    #[test]
+    fn udp_takes_no_mac() {
+        let c = controller();
+        let Reply::Error(e) = respond(
+            &c,
+            &format!(
+                r#"{{"cmd":"routes.add","prefix":"198.19.3.0/24","peer":"198.18.0.3","mac":"{MAC3}"}}"#
+            ),
+        ) else {
+            panic!("accepted a MAC in udp");
+        };
+        assert_eq!(
+            e,
+            "routes.add: peer 198.18.0.3:8285: a VTEP MAC (\"mac\") applies to the vxlan format only (this tundra runs udp)"
+        );
+        // The library's transactions are checked by the control thread alike.
+        let e = c
+            .routes()
+            .insert_with_mac(
+                "198.19.3.0/24".parse().unwrap(),
+                "198.18.0.3:8285".parse().unwrap(),
+                MAC3.parse().unwrap(),
+            )
+            .commit()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "peer 198.18.0.3:8285: a VTEP MAC applies to the vxlan format only (this dataplane runs udp)"
+        );
+        assert_eq!(c.stats().to_json()["encap"], json!({"format": "udp"}));
+        assert!(c.peers()[0].mac.is_none());
+        assert!(json!(c.peers())[0].get("mac").is_none());
+    }
+
+    #[test]
+    fn vxlan_library_checks() {
+        let c = vxlan_controller();
+        let p = |s: &str| s.parse().unwrap();
+        let e = c
+            .routes()
+            .insert(p("198.19.3.0/24"), "198.18.0.3:8472".parse().unwrap())
+            .commit()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "vxlan peer 198.18.0.3:8472 has no VTEP MAC (give it as ,mac=MAC)"
+        );
+        let e = c
+            .routes()
+            .replace_all([Route {
+                prefix: p("198.19.3.0/24"),
+                peer: "198.18.0.3:8472".parse().unwrap(),
+                mac: Some(datapath::Mac([1, 0, 0x5e, 0, 0, 1])),
+            }])
+            .commit()
+            .unwrap_err();
+        assert!(e.to_string().contains("is not a unicast MAC"), "{e}");
+        // IPv4-mapped and plain IPv4 are one peer: one MAC.
+        let e = c
+            .routes()
+            .insert_with_mac(
+                p("198.19.3.0/24"),
+                "[::ffff:198.18.0.2]:8472".parse().unwrap(),
+                MAC3.parse().unwrap(),
+            )
+            .commit()
+            .unwrap_err();
+        assert!(e.to_string().contains("two VTEP MACs"), "{e}");
+        assert_eq!(c.table().routes().len(), 1);
     }
 
     #[test]
