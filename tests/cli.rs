@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-const FLAGS: [&str; 14] = [
+const FLAGS: [&str; 16] = [
     "--tun",
     "--listen",
     "--local-subnet",
     "--peer",
     "--encap",
+    "--vni",
+    "--vtep-mac",
     "--mtu",
     "--io",
     "--offload",
@@ -267,8 +269,93 @@ fn bad_scalars() {
         &["--socket-buffer 1K:", "64K..=1024M"],
     );
     refused(
-        &with_base(&["--encap", "vxlan"]),
-        &["--encap vxlan:", "udp"],
+        &with_base(&["--encap", "gre"]),
+        &["--encap gre:", "supported: udp, vxlan"],
+    );
+}
+
+const MAC2: &str = "0a:58:c6:13:02:00";
+
+/// vxlan's settings: refused with udp, checked with vxlan; every vxlan peer needs its MAC.
+#[test]
+fn bad_vxlan_settings() {
+    let line = refused(&with_base(&["--encap", "vxlan"]), &[]);
+    assert_eq!(
+        line,
+        "error: --peer 10.2.0.0/16=192.0.2.2:8285: a vxlan peer needs its VTEP MAC, the MAC of its VXLAN device: append ,mac=MAC"
+    );
+    refused(
+        &with_base(&["--vni", "5"]),
+        &["--vni 5:", "applies to --encap vxlan only"],
+    );
+    refused(
+        &with_base(&["--vtep-mac", "0a:58:c6:13:01:00"]),
+        &[
+            "--vtep-mac 0a:58:c6:13:01:00:",
+            "applies to --encap vxlan only",
+        ],
+    );
+    let udp_peer_mac = format!("10.3.0.0/16=192.0.2.3,mac={MAC2}");
+    refused(
+        &with_base(&["--peer", &udp_peer_mac]),
+        &[&format!("--peer {udp_peer_mac}:"), "--encap vxlan only"],
+    );
+    let peer = format!("10.2.0.0/16=192.0.2.2,mac={MAC2}");
+    let vx = |extra: &[&str]| {
+        let mut args = vec!["--encap", "vxlan", "--local-subnet", "10.1.0.0/16"];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let refused_vx = |extra: &[&str], expected: &[&str]| {
+        let args = vx(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&args, expected)
+    };
+    refused_vx(
+        &["--peer", &peer, "--vni", "16777216"],
+        &["--vni 16777216:", "0..=16777215"],
+    );
+    refused_vx(
+        &["--peer", &peer, "--vni", "x"],
+        &["--vni x:", "invalid number"],
+    );
+    refused_vx(
+        &["--peer", &peer, "--vtep-mac", "ff:ff:ff:ff:ff:ff"],
+        &["--vtep-mac ff:ff:ff:ff:ff:ff:", "not a unicast MAC"],
+    );
+    refused_vx(
+        &["--peer", "10.2.0.0/16=192.0.2.2,mac=02:00"],
+        &[
+            "--peer 10.2.0.0/16=192.0.2.2,mac=02:00:",
+            "invalid MAC address",
+        ],
+    );
+    refused_vx(
+        &[
+            "--peer",
+            &peer,
+            "--peer",
+            "10.3.0.0/16=192.0.2.2,mac=0a:58:c6:13:03:00",
+        ],
+        &[
+            "--peer 10.3.0.0/16=192.0.2.2,mac=0a:58:c6:13:03:00:",
+            &format!("already has VTEP MAC {MAC2}"),
+        ],
+    );
+    // The config file: the peer's line is named.
+    let dir = TempDir::new();
+    let path = dir.write(
+        "vxlan.toml",
+        &format!(
+            "encap = \"vxlan\"\nlocal_subnets = [\"10.1.0.0/16\"]\npeers = [\n  \"{peer}\",\n  \"10.3.0.0/16=192.0.2.3\",\n]\n"
+        ),
+    );
+    let p = path.to_str().unwrap();
+    refused(
+        &["--config", p],
+        &[&format!(
+            "config {p} line 5: peers 10.3.0.0/16=192.0.2.3: a vxlan peer needs its VTEP MAC"
+        )],
     );
 }
 
@@ -377,6 +464,10 @@ fn help_documents_every_flag() {
         "[2001:db8::2]",
         "local_subnets = ",
         "peers = ",
+        "udp|vxlan",
+        "0.0.0.0:8472",
+        ",mac=0a:58:c0:00:02:02",
+        "vtep_mac = ",
     ] {
         assert!(long.contains(text), "run --help does not mention {text}");
     }
@@ -406,6 +497,8 @@ fn client_commands() {
     for args in [
         &["routes", "add", "10.3.0.1/16", "192.0.2.3"][..],
         &["routes", "add", "10.3.0.0/16", "node3:8285"],
+        &["routes", "add", "10.3.0.0/16", "192.0.2.3,mac=zz"],
+        &["routes", "add", "10.3.0.0/16", "192.0.2.3,vni=2"],
         &["routes", "del", "10.3.0.0/33"],
         &["routes", "frob"],
         &["stats", "--yaml"],

@@ -678,3 +678,156 @@ fn sighup_reload() {
     drop(proc);
     c.shutdown();
 }
+
+/// With `--encap vxlan` (from a config file): routes carry the peer's MAC, a peer without a
+/// port gets 8472, a route without a MAC is refused naming its peer, and stats, health, the
+/// client commands and the startup log show the format, the VNI and our VTEP MAC.
+#[test]
+fn vxlan_over_the_socket() {
+    const MAC2: &str = "0a:58:c6:13:02:00";
+    let c = Cluster::new(2);
+    let control_path = SockPath::new(&c, "vxlan.sock");
+    let control: PathBuf = control_path.0.clone();
+    let config = c.dir().join("vxlan.toml");
+    fs::write(
+        &config,
+        format!(
+            "tun = \"{TUN}\"\nencap = \"vxlan\"\nvni = 5\nlocal_subnets = [\"{}\", \"{}\"]\n\
+             peers = [\"{}={},mac={MAC2}\"]\ncontrol = \"{}\"\n",
+            subnet_v4(1),
+            subnet_v6(1),
+            subnet_v4(2),
+            underlay_v4(2),
+            control.display()
+        ),
+    )
+    .unwrap();
+    let log = c.dir().join("vxlan.stderr");
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &c.ns(1),
+            env!("CARGO_BIN_EXE_tundra"),
+            "run",
+            "--config",
+        ])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut proc = Proc(child);
+    let log_text = || fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + WAIT;
+    while UnixStream::connect(&control).is_err() {
+        if let Ok(Some(status)) = proc.0.try_wait() {
+            panic!("tundra exited ({status}):\n{}", log_text());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no control socket:\n{}",
+            log_text()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    let ours = tundra::config::default_vtep_mac(&[
+        subnet_v4(1).parse().unwrap(),
+        subnet_v6(1).parse().unwrap(),
+    ])
+    .to_string();
+    let running = log_text();
+    assert!(
+        running.contains(&format!("encap=vxlan vni=5 vtep_mac={ours}")),
+        "{running}"
+    );
+    let node2 = format!("{}:8472", underlay_v4(2));
+    let mut ctl = Ctl::connect(&control);
+    assert_eq!(
+        ctl.routes(),
+        json!([{"prefix": subnet_v4(2), "peer": node2, "mac": MAC2}])
+    );
+    let encap = json!({"format": "vxlan", "vni": 5, "vtep_mac": ours, "port": 8472});
+    assert_eq!(ctl.ok(json!({"cmd": "health"}))["encap"], encap);
+    assert_eq!(ctl.ok(json!({"cmd": "stats"}))["encap"], encap);
+    assert_eq!(ctl.ok(json!({"cmd": "peers"}))[0]["mac"], MAC2);
+    let e = ctl.refused(&format!(
+        r#"{{"cmd":"routes.add","prefix":"{}","peer":"{}"}}"#,
+        subnet_v6(2),
+        underlay_v4(2)
+    ));
+    assert!(
+        e.starts_with(&format!(
+            "routes.add: peer {node2}: a vxlan peer needs its VTEP MAC"
+        )),
+        "{e}"
+    );
+    let added = ctl.ok(json!({
+        "cmd": "routes.add", "prefix": subnet_v6(2), "peer": underlay_v4(2).to_string(), "mac": MAC2,
+    }));
+    assert_eq!(added["added"], 1);
+
+    // The client commands: the peer as after `--peer CIDR=`, the port left to tundra.
+    let tundra = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--control", control.to_str().unwrap()]);
+        run_cmd(env!("CARGO_BIN_EXE_tundra"), &all, CMD_TIMEOUT)
+    };
+    let peer = format!("{},mac={MAC2}", underlay_v4(2));
+    let out = tundra(&["routes", "add", EXTRA_SUBNET, &peer]);
+    assert!(out.success(), "{out}");
+    let out = tundra(&[
+        "routes",
+        "add",
+        "198.19.23.0/24",
+        &underlay_v4(2).to_string(),
+    ]);
+    assert_eq!(out.status.and_then(|s| s.code()), Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("peer {node2}: a vxlan peer needs its VTEP MAC")),
+        "{out}"
+    );
+    let out = tundra(&["routes", "list"]);
+    assert!(out.success(), "{out}");
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["PREFIX", "PEER", "MAC"], "{out}");
+    assert_eq!(rows.len(), 4, "{out}");
+    assert!(
+        rows[1..].iter().all(|r| r[1..] == [node2.as_str(), MAC2]),
+        "{out}"
+    );
+    let out = tundra(&["stats"]);
+    assert!(out.success(), "{out}");
+    for part in [
+        format!("encap vxlan, vni 5, vtep mac {ours}, port 8472"),
+        format!("peer {node2} (mac {MAC2}):"),
+    ] {
+        assert!(out.stdout.contains(&part), "no {part:?} in:\n{out}");
+    }
+    drop(ctl);
+
+    let pid = proc.0.id().to_string();
+    assert!(run_cmd("kill", &["-TERM", &pid], CMD_TIMEOUT).success());
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let status = loop {
+        if let Ok(Some(status)) = proc.0.try_wait() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit after SIGTERM:\n{}",
+            log_text()
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{}", log_text());
+    drop(proc);
+    c.shutdown();
+}

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use inproc::*;
 use ipnet::IpNet;
-use tundra::datapath::Route;
+use tundra::config::Encap;
+use tundra::datapath::encap::VXLAN_PORT;
+use tundra::datapath::{Mac, Route};
 use tundra::{ControlError, Controller};
 
 per_io_mode!(two_dataplanes_in_one_process);
@@ -532,4 +534,157 @@ fn scale_100k_routes() {
         );
         assert!(!tun_exists(&ns));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The vxlan wire format.
+
+/// Node `i`'s VTEP MAC in these tests.
+fn lib_vtep_mac(i: u8) -> Mac {
+    Mac([0x0a, 0x58, 0xc6, 0x13, i, 0x01])
+}
+
+/// Node `i` in vxlan mode: VNI 7, its VTEP MAC given (node 1) or derived (node 2), the other
+/// node's two subnets routed to it with its MAC; the listen port left to the format (8472).
+fn vxlan_builder(i: u8, j: u8) -> tundra::Builder {
+    let addr = SocketAddr::new(IpAddr::V4(underlay_v4(j)), VXLAN_PORT);
+    let mac_j = match j {
+        1 => lib_vtep_mac(1),
+        _ => tundra::config::default_vtep_mac(&[
+            subnet_v4(j).parse().unwrap(),
+            subnet_v6(j).parse().unwrap(),
+        ]),
+    };
+    let mut b = tundra::Dataplane::builder()
+        .tun(TUN)
+        .io(io_mode(Io::Poll))
+        .encap(Encap::Vxlan)
+        .vni(7)
+        .local_subnet(subnet_v4(i).parse().unwrap())
+        .local_subnet(subnet_v6(i).parse().unwrap())
+        .peer_with_mac(subnet_v4(j).parse().unwrap(), addr, mac_j)
+        .peer_with_mac(subnet_v6(j).parse().unwrap(), addr, mac_j);
+    if i == 1 {
+        b = b.vtep_mac(lib_vtep_mac(1));
+    }
+    b
+}
+
+/// Two vxlan dataplanes in one process reach each other on port 8472; each reports its VNI and
+/// VTEP MAC (node 2's derived from its subnets), takes an MTU 50 below the underlay's, and
+/// takes routes with MACs through transactions.
+#[test]
+fn vxlan_dataplanes() {
+    let _heavy = heavy_lock();
+    let c = Cluster::new(2);
+    let (ns1, ns2) = (c.ns(1), c.ns(2));
+    let b1 = vxlan_builder(1, 2);
+    assert_eq!(b1.config().listen, "0.0.0.0:8472".parse().unwrap());
+    let d1 = start_in(&ns1, b1);
+    let d2 = start_in(&ns2, vxlan_builder(2, 1));
+    assert_eq!(
+        d1.encap(),
+        tundra::datapath::Encap::Vxlan {
+            vni: 7,
+            mac: lib_vtep_mac(1)
+        }
+    );
+    let derived = tundra::config::default_vtep_mac(&[
+        subnet_v4(2).parse().unwrap(),
+        subnet_v6(2).parse().unwrap(),
+    ]);
+    assert_eq!(
+        d2.encap(),
+        tundra::datapath::Encap::Vxlan {
+            vni: 7,
+            mac: derived
+        }
+    );
+    c.wait_pods(1, 2);
+    c.wait_pods(2, 1);
+    let peer2 = SocketAddr::new(IpAddr::V4(underlay_v4(2)), VXLAN_PORT);
+    wait_rx_from(&d1, peer2, 2, Duration::from_secs(5));
+
+    let mtu = link_mtu(&ns1, TUN);
+    assert_eq!(
+        mtu,
+        link_mtu(&ns1, UNDERLAY_DEV) - 50,
+        "TUN MTU in vxlan mode"
+    );
+    assert_eq!(u64::from(d1.mtu().0), mtu);
+    let stats = d1.stats();
+    let json = stats.to_json();
+    assert_eq!(json["encap"]["format"], "vxlan", "{json}");
+    assert_eq!(json["encap"]["vni"], 7, "{json}");
+    assert_eq!(json["encap"]["vtep_mac"], lib_vtep_mac(1).to_string());
+    assert_eq!(json["encap"]["port"], VXLAN_PORT);
+    let p = stats
+        .peers
+        .iter()
+        .find(|p| p.addr == peer2)
+        .expect("peer 2");
+    assert_eq!(p.mac, Some(derived));
+
+    // Transactions: a route without a MAC is refused and changes nothing; with one it goes.
+    let version = d1.stats().version;
+    let extra: IpNet = "10.1.0.0/24".parse().unwrap();
+    let e = d1.routes().insert(extra, peer2).commit().unwrap_err();
+    assert!(e.to_string().contains("has no VTEP MAC"), "{e}");
+    let e = d1
+        .routes()
+        .insert_with_mac(extra, peer2, lib_vtep_mac(9))
+        .commit()
+        .unwrap_err();
+    assert!(e.to_string().contains("two VTEP MACs"), "{e}");
+    assert_eq!(d1.stats().version, version);
+    let a = d1
+        .routes()
+        .insert_with_mac(extra, peer2, derived)
+        .commit()
+        .expect("a route with the peer's MAC");
+    assert_eq!((a.version, a.added), (version + 1, 1));
+    assert!(kernel_routes(&ns1).contains(&extra));
+
+    d1.shutdown().expect("node 1 shuts down cleanly");
+    d2.shutdown().expect("node 2 shuts down cleanly");
+}
+
+/// The builder refuses vxlan settings that cannot work, before anything is set up.
+#[test]
+fn vxlan_builder_errors() {
+    let local: IpNet = "198.19.1.0/24".parse().unwrap();
+    let prefix: IpNet = "198.19.2.0/24".parse().unwrap();
+    let addr: SocketAddr = "198.18.0.2:8472".parse().unwrap();
+    let refused = |b: tundra::Builder| match b.start() {
+        Ok(_) => panic!("started"),
+        Err(e) => e.to_string(),
+    };
+    let base = || {
+        tundra::Dataplane::builder()
+            .tun("tdrbuilderr0")
+            .local_subnet(local)
+    };
+    let e = refused(base().encap(Encap::Vxlan).peer(prefix, addr));
+    assert!(
+        e.contains("peer 198.19.2.0/24=198.18.0.2:8472") && e.contains("VTEP MAC"),
+        "{e}"
+    );
+    let e = refused(base().peer_with_mac(prefix, addr, lib_vtep_mac(2)));
+    assert!(e.contains("applies to --encap vxlan only"), "{e}");
+    let e = refused(base().vtep_mac(lib_vtep_mac(1)));
+    assert!(e.contains("vtep_mac") && e.contains("vxlan only"), "{e}");
+    let e = refused(base().encap(Encap::Vxlan).vtep_mac(Mac([0xff; 6])));
+    assert!(e.contains("not a unicast MAC"), "{e}");
+    let e = refused(base().encap(Encap::Vxlan).vni(1 << 24));
+    assert!(e.contains("VNI out of range"), "{e}");
+    // An explicit listen address wins over the format's port, in either order.
+    let b = base()
+        .listen("0.0.0.0:4789".parse().unwrap())
+        .encap(Encap::Vxlan);
+    assert_eq!(b.config().listen.port(), 4789);
+    let b = base()
+        .encap(Encap::Vxlan)
+        .listen("0.0.0.0:4789".parse().unwrap());
+    assert_eq!(b.config().listen.port(), 4789);
+    assert_eq!(base().config().listen.port(), 8285);
 }
