@@ -2,8 +2,9 @@
 //!
 //! It starts a dataplane for this node's subnet(s), then keeps the routes to the other nodes'
 //! subnets equal to a subnets file, which something else (a cluster agent, a script, you)
-//! rewrites as nodes join and leave. Each line of the file is `CIDR ADDR:PORT`: the subnet of
-//! a node and the underlay address of its tundra; `#` starts a comment, blank lines are fine.
+//! rewrites as nodes join and leave. Each line of the file is `CIDR ADDR:PORT [MAC]`: the
+//! subnet of a node, the underlay address of its tundra and, with `--encap vxlan` (only), the
+//! MAC of its VTEP; `#` starts a comment, blank lines are fine.
 //!
 //! The file is checked every 500 ms (modification time and size). A changed file is read and
 //! validated completely; if any line is bad, the error names `file:line` and the running
@@ -17,6 +18,16 @@
 //! 10.244.2.0/24  192.0.2.2:8285
 //! 10.244.3.0/24  192.0.2.3:8285
 //! $ sudo cargo run --example overlay-daemon -- --tun flannel0 --listen 0.0.0.0:8285 \
+//!       --local-subnet 10.244.1.0/24 --subnets /run/overlay/subnets
+//! ```
+//!
+//! With `--encap vxlan` the daemon is a VTEP that Linux VXLAN devices (flannel's vxlan backend)
+//! reach: it logs its VTEP MAC at start, which the other nodes need.
+//!
+//! ```text
+//! $ cat /run/overlay/subnets
+//! 10.244.2.0/24  192.0.2.2:8472  0a:58:0a:f4:02:00
+//! $ sudo cargo run --example overlay-daemon -- --encap vxlan --listen 0.0.0.0:8472 \
 //!       --local-subnet 10.244.1.0/24 --subnets /run/overlay/subnets
 //! ```
 
@@ -33,8 +44,9 @@ use std::time::{Duration, SystemTime};
 use clap::Parser;
 use ipnet::IpNet;
 use signal_hook::consts::{SIGINT, SIGTERM};
+use tundra::config::Encap;
 use tundra::datapath::route::check_route;
-use tundra::datapath::Route;
+use tundra::datapath::{Mac, Route};
 use tundra::Dataplane;
 
 /// How often the subnets file is checked for a change.
@@ -52,9 +64,18 @@ struct Args {
     /// This node's overlay subnet (repeat for IPv4 and IPv6).
     #[arg(long = "local-subnet", required = true)]
     local_subnets: Vec<IpNet>,
-    /// File of `CIDR ADDR:PORT` lines: the other nodes' subnets.
+    /// File of `CIDR ADDR:PORT [MAC]` lines: the other nodes' subnets.
     #[arg(long)]
     subnets: PathBuf,
+    /// Wire format: udp, or vxlan (then every line of the subnets file has the node's MAC).
+    #[arg(long, default_value = "udp")]
+    encap: Encap,
+    /// VXLAN network identifier (vxlan).
+    #[arg(long, default_value_t = 1)]
+    vni: u32,
+    /// This node's VTEP MAC (vxlan; default: derived from the local subnets).
+    #[arg(long)]
+    vtep_mac: Option<Mac>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -72,16 +93,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let mut seen = stamp(&args.subnets);
-    let mut routes = read_subnets(&args.subnets, &args.local_subnets)?;
-    let mut builder = Dataplane::builder().tun(&args.tun).listen(args.listen);
+    let mut routes = read_subnets(&args.subnets, &args.local_subnets, args.encap)?;
+    let mut builder = Dataplane::builder()
+        .tun(&args.tun)
+        .listen(args.listen)
+        .encap(args.encap);
+    if args.encap == Encap::Vxlan {
+        builder = builder.vni(args.vni);
+        if let Some(mac) = args.vtep_mac {
+            builder = builder.vtep_mac(mac);
+        }
+    }
     for &subnet in &args.local_subnets {
         builder = builder.local_subnet(subnet);
     }
     for r in &routes {
-        builder = builder.peer(r.prefix, r.peer);
+        builder = match r.mac {
+            Some(mac) => builder.peer_with_mac(r.prefix, r.peer, mac),
+            None => builder.peer(r.prefix, r.peer),
+        };
     }
     let dataplane = builder.start()?;
-    tracing::info!(routes = routes.len(), file = %args.subnets.display(), "overlay daemon running");
+    tracing::info!(
+        routes = routes.len(),
+        file = %args.subnets.display(),
+        encap = ?dataplane.encap(),
+        "overlay daemon running"
+    );
 
     while !stop.load(Ordering::Relaxed) && dataplane.failed().is_none() {
         thread::sleep(POLL);
@@ -90,7 +128,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         seen = now;
-        let next = match read_subnets(&args.subnets, &args.local_subnets) {
+        let next = match read_subnets(&args.subnets, &args.local_subnets, args.encap) {
             Ok(next) => next,
             Err(e) => {
                 tracing::error!("{e}; keeping the running routes");
@@ -132,7 +170,7 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 }
 
 /// Reads and validates the whole file; the error names `file:line` and the problem.
-fn read_subnets(path: &Path, local: &[IpNet]) -> Result<Vec<Route>, String> {
+fn read_subnets(path: &Path, local: &[IpNet], encap: Encap) -> Result<Vec<Route>, String> {
     let name = path.display();
     let text = fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
     let mut routes = Vec::new();
@@ -143,9 +181,14 @@ fn read_subnets(path: &Path, local: &[IpNet]) -> Result<Vec<Route>, String> {
         if line.is_empty() {
             continue;
         }
-        let mut fields = line.split_whitespace();
-        let (Some(cidr), Some(addr), None) = (fields.next(), fields.next(), fields.next()) else {
-            return Err(at(format!("expected `CIDR ADDR:PORT`, got `{line}`")));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (cidr, addr, mac) = match (encap, &fields[..]) {
+            (Encap::Udp, &[cidr, addr]) => (cidr, addr, None),
+            (Encap::Vxlan, &[cidr, addr, mac]) => (cidr, addr, Some(mac)),
+            (Encap::Udp, _) => return Err(at(format!("expected `CIDR ADDR:PORT`, got `{line}`"))),
+            (Encap::Vxlan, _) => {
+                return Err(at(format!("expected `CIDR ADDR:PORT MAC`, got `{line}`")))
+            }
         };
         let prefix: IpNet = cidr
             .parse()
@@ -153,7 +196,14 @@ fn read_subnets(path: &Path, local: &[IpNet]) -> Result<Vec<Route>, String> {
         let peer: SocketAddr = addr
             .parse()
             .map_err(|e| at(format!("`{addr}` is not an ADDR:PORT: {e}")))?;
-        let route = Route::new(prefix, peer);
+        let mac = match mac {
+            Some(mac) => Some(
+                mac.parse::<Mac>()
+                    .map_err(|e| at(format!("`{mac}` is not a MAC: {e}")))?,
+            ),
+            None => None,
+        };
+        let route = Route { prefix, peer, mac };
         check_route(local, &route).map_err(|e| at(e.to_string()))?;
         if !seen.insert(prefix) {
             return Err(at(format!("{prefix} is listed twice")));
@@ -163,18 +213,21 @@ fn read_subnets(path: &Path, local: &[IpNet]) -> Result<Vec<Route>, String> {
     Ok(routes)
 }
 
-/// Logs each prefix that was added, removed or moved to another node.
+/// Logs each prefix that was added, removed or moved to another node (or another MAC).
 fn log_diff(old: &[Route], new: &[Route]) {
-    let old: HashMap<IpNet, SocketAddr> = old.iter().map(|r| (r.prefix, r.peer)).collect();
-    let new: HashMap<IpNet, SocketAddr> = new.iter().map(|r| (r.prefix, r.peer)).collect();
-    for (prefix, peer) in &new {
+    let old: HashMap<IpNet, &Route> = old.iter().map(|r| (r.prefix, r)).collect();
+    let new: HashMap<IpNet, &Route> = new.iter().map(|r| (r.prefix, r)).collect();
+    for (prefix, r) in &new {
+        let (peer, mac) = (r.peer, r.mac.map(tracing::field::display));
         match old.get(prefix) {
-            None => tracing::info!(%prefix, %peer, "added"),
-            Some(was) if was != peer => tracing::info!(%prefix, %was, %peer, "moved"),
+            None => tracing::info!(%prefix, %peer, mac, "added"),
+            Some(was) if (was.peer, was.mac) != (r.peer, r.mac) => {
+                tracing::info!(%prefix, was = %was.peer, %peer, mac, "moved")
+            }
             Some(_) => {}
         }
     }
-    for (prefix, peer) in old.iter().filter(|(p, _)| !new.contains_key(p)) {
-        tracing::info!(%prefix, %peer, "removed");
+    for (prefix, r) in old.iter().filter(|(p, _)| !new.contains_key(p)) {
+        tracing::info!(%prefix, peer = %r.peer, "removed");
     }
 }
