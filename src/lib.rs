@@ -20,4 +20,5 @@ pub mod tun;
 
 pub use control::{Applied, ControlError, Controller, RouteOp, RouteTxn, Stats};
 pub use datapath;
+pub use datapath::{Mac, Route};
 pub use dataplane::{Builder, Dataplane, Error};
