@@ -14,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 mod io;
+pub mod lease;
 pub mod netdev;
 mod sys;
 pub mod tun;

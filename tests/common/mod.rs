@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 use nix::sched::CloneFlags;
 use serde::Deserialize;
 
+pub mod etcd;
+
 /// tundra's UDP port in every test (flannel's UDP backend port).
 pub const PORT: u16 = 8285;
 /// Name of the TUN device tundra creates in each node namespace.

@@ -1,0 +1,302 @@
+//! A real etcd for the lease tests (Debian's `etcd-server`, etcd 3.4), alone in a network
+//! namespace made for it, with a raw client that writes what flanneld would write.
+//!
+//! [`Etcd`] starts `etcd` in its own namespace `tdl<pid>x<k><rand>` (loopback only, client URL
+//! `http://127.0.0.1:2379` there); anything that talks to it runs inside that namespace
+//! ([`Etcd::run`]). Its `Drop` kills etcd (by pid), deletes the namespace and the data
+//! directory, on success and on panic. etcd can be stopped and started again on the same data
+//! ([`Etcd::restart`]), or a namespace made without etcd ([`Etcd::without_server`]).
+//!
+//! The raw client ([`Etcd::put`], [`Etcd::delete`], ...) speaks etcd's JSON gateway directly
+//! with its own code, not tundra's, so it checks tundra against etcd rather than itself.
+
+use std::collections::hash_map::RandomState;
+use std::fs::{self, File};
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use super::{in_netns, ip, run_cmd, CMD_TIMEOUT};
+
+/// The client URL inside the namespace.
+pub const ENDPOINT: &str = "http://127.0.0.1:2379";
+/// Bound on etcd becoming ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An etcd server in a namespace of its own.
+pub struct Etcd {
+    pub ns: String,
+    dir: PathBuf,
+    child: Option<Child>,
+    agent: ureq::Agent,
+}
+
+fn unique_name() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let k = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(k);
+    format!("tdl{}x{k}{:04x}", std::process::id(), h.finish() & 0xffff)
+}
+
+impl Etcd {
+    /// A namespace with etcd running and ready in it.
+    pub fn start() -> Etcd {
+        let mut e = Etcd::without_server();
+        e.spawn();
+        e
+    }
+
+    /// A namespace (loopback up) with no etcd in it.
+    pub fn without_server() -> Etcd {
+        let ns = unique_name();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&ns);
+        fs::create_dir_all(&dir).expect("create etcd dir");
+        ip(&["netns", "add", &ns]);
+        let e = Etcd {
+            ns,
+            dir,
+            child: None,
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .proxy(None)
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build()
+                .into(),
+        };
+        ip(&["-n", &e.ns, "link", "set", "lo", "up"]);
+        e
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "etcd runs already");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("etcd.log"))
+            .expect("etcd log");
+        let data = self.dir.join("data");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "etcd",
+                "--name",
+                "n1",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .args([
+                "--listen-client-urls",
+                ENDPOINT,
+                "--advertise-client-urls",
+                ENDPOINT,
+                "--listen-peer-urls",
+                "http://127.0.0.1:2380",
+                "--initial-advertise-peer-urls",
+                "http://127.0.0.1:2380",
+                "--initial-cluster",
+                "n1=http://127.0.0.1:2380",
+                "--heartbeat-interval",
+                "20",
+                "--election-timeout",
+                "200",
+                "--log-level",
+                "warn",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd (apt-get install etcd-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if self
+                .try_call("/v3/kv/range", json!({ "key": b64("x") }))
+                .is_ok()
+            {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "etcd not ready within {READY_TIMEOUT:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills etcd (SIGKILL, as a crash) and starts it again on the same data; returns once it
+    /// answers. `down` is how long it stays down.
+    pub fn restart(&mut self, down: Duration) {
+        self.kill();
+        thread::sleep(down);
+        self.spawn();
+    }
+
+    /// Kills etcd, by pid, and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // `ip netns exec` execs etcd: the pid is etcd's.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
+    }
+
+    /// Runs `f` on a thread inside the namespace (where 127.0.0.1:2379 is this etcd).
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        in_netns(&self.ns, f)
+    }
+
+    fn try_call(&self, path: &str, body: Value) -> Result<Value, String> {
+        let agent = self.agent.clone();
+        let url = format!("{ENDPOINT}{path}");
+        self.run(move || {
+            let resp = agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send(body.to_string())
+                .map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let text = resp
+                .into_body()
+                .read_to_string()
+                .map_err(|e| e.to_string())?;
+            if status != 200 {
+                return Err(format!("HTTP {status}: {text}"));
+            }
+            serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))
+        })
+    }
+
+    /// A gateway call that must succeed.
+    pub fn call(&self, path: &str, body: Value) -> Value {
+        self.try_call(path, body.clone())
+            .unwrap_or_else(|e| panic!("etcd {path} {body}: {e}"))
+    }
+
+    /// Puts `value` at `key`, bound to etcd lease `lease` (0: none). The new revision.
+    pub fn put(&self, key: &str, value: &str, lease: i64) -> i64 {
+        let mut body = json!({ "key": b64(key), "value": b64(value) });
+        if lease != 0 {
+            body["lease"] = Value::String(lease.to_string());
+        }
+        revision(&self.call("/v3/kv/put", body))
+    }
+
+    pub fn delete(&self, key: &str) -> i64 {
+        revision(&self.call("/v3/kv/deleterange", json!({ "key": b64(key) })))
+    }
+
+    /// The value at `key` and its etcd lease (0: none).
+    pub fn get(&self, key: &str) -> Option<(String, i64)> {
+        let v = self.call("/v3/kv/range", json!({ "key": b64(key) }));
+        let kv = v.get("kvs")?.get(0)?;
+        let value = B64
+            .decode(kv.get("value").and_then(Value::as_str).unwrap_or(""))
+            .expect("base64 value");
+        let lease = kv
+            .get("lease")
+            .and_then(Value::as_str)
+            .map_or(0, |s| s.parse().expect("lease id"));
+        Some((String::from_utf8(value).expect("UTF-8 value"), lease))
+    }
+
+    /// Every key under `prefix`, in order.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let mut end = prefix.as_bytes().to_vec();
+        *end.last_mut().expect("non-empty prefix") += 1;
+        let v = self.call(
+            "/v3/kv/range",
+            json!({ "key": b64(prefix), "range_end": B64.encode(end), "keys_only": true }),
+        );
+        v.get("kvs")
+            .and_then(Value::as_array)
+            .map(|kvs| {
+                kvs.iter()
+                    .map(|kv| {
+                        let k = B64
+                            .decode(kv["key"].as_str().expect("key"))
+                            .expect("base64 key");
+                        String::from_utf8(k).expect("UTF-8 key")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Grants an etcd lease of `ttl` seconds; its id.
+    pub fn grant(&self, ttl: i64) -> i64 {
+        let v = self.call("/v3/lease/grant", json!({ "TTL": ttl.to_string() }));
+        v["ID"]
+            .as_str()
+            .expect("lease id")
+            .parse()
+            .expect("lease id")
+    }
+
+    /// The granted TTL and the TTL left of etcd lease `id` (-1 when it does not exist).
+    pub fn ttl(&self, id: i64) -> (i64, i64) {
+        let v = self.call("/v3/lease/timetolive", json!({ "ID": id.to_string() }));
+        let n = |f: &str| {
+            v.get(f)
+                .and_then(Value::as_str)
+                .map_or(0, |s| s.parse().expect("number"))
+        };
+        (n("grantedTTL"), n("TTL"))
+    }
+
+    /// Compacts the history up to `rev`.
+    pub fn compact(&self, rev: i64) {
+        self.call(
+            "/v3/kv/compaction",
+            json!({ "revision": rev.to_string(), "physical": true }),
+        );
+    }
+}
+
+fn b64(s: &str) -> String {
+    B64.encode(s.as_bytes())
+}
+
+fn revision(v: &Value) -> i64 {
+    v["header"]["revision"]
+        .as_str()
+        .expect("revision")
+        .parse()
+        .expect("revision")
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!(
+                "[{}] etcd log, last lines:\n{}",
+                self.ns,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        self.kill();
+        let out = run_cmd("ip", &["netns", "del", &self.ns], CMD_TIMEOUT);
+        if !out.success() {
+            eprintln!("[{}] cleanup failed:\n{out}", self.ns);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
