@@ -13,6 +13,8 @@
 //! - **Renewal**: a short TTL is kept alive; a deleted key is written again; a key taken by
 //!   another node is reported as lost.
 //! - **Unreachable etcd**: a clear error after the start deadline, not before.
+//! - **TLS**: https with a CA of its own and client certificates required; refused without.
+//! - **Scale**: 1,000 leases load as the first route set; 100 written together make one set.
 //! - **subnet.env** as flanneld writes it.
 
 mod common;
@@ -544,4 +546,90 @@ fn unreachable_etcd_is_an_error_after_the_deadline() {
     ] {
         assert!(text.contains(want), "{want:?} missing: {text}");
     }
+}
+
+/// Puts `leases` (subnet key name, value) in one transaction: one revision.
+fn put_together(etcd: &Etcd, leases: &[(String, String)]) {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let ops: Vec<_> = leases
+        .iter()
+        .map(
+            |(k, v)| serde_json::json!({ "request_put": { "key": b64(&key(k)), "value": b64(v) } }),
+        )
+        .collect();
+    etcd.call("/v3/kv/txn", serde_json::json!({ "success": ops }));
+}
+
+/// 1,000 leases load as the first route set; 100 written together arrive as one new set.
+#[test]
+fn many_leases_load_as_one_version() {
+    let etcd = Etcd::start();
+    etcd.put(
+        &format!("{PREFIX}/config"),
+        r#"{"Network": "10.0.0.0/8", "SubnetLen": 24}"#,
+        0,
+    );
+    let lease_of = |n: u32| {
+        let (b, c) = (n / 256, n % 256);
+        (
+            format!("10.{b}.{c}.0-24"),
+            format!(r#"{{"PublicIP":"172.16.{b}.{c}","PublicIPv6":null}}"#),
+        )
+    };
+    let all: Vec<_> = (300..1300).map(lease_of).collect();
+    for chunk in all.chunks(100) {
+        put_together(&etcd, chunk);
+    }
+    let mut cfg = config(&etcd, 1, false);
+    cfg.public_ip = Ipv4Addr::new(172, 31, 0, 1);
+    let t0 = Instant::now();
+    let (_, lease, source) = start(&etcd, &cfg);
+    let started = t0.elapsed();
+    let (set, _) = wait_routes(&source, &lease, "1,000 routes", WITHIN, |r| r.len() == 1000);
+    assert_eq!(set.version, 1, "one table version");
+    let more: Vec<_> = (1300..1400).map(lease_of).collect();
+    let t1 = Instant::now();
+    put_together(&etcd, &more);
+    let (set, took) = wait_routes(&source, &lease, "1,100 routes", WITHIN, |r| r.len() == 1100);
+    assert_eq!(
+        set.version, 2,
+        "100 leases written together make one version"
+    );
+    eprintln!(
+        "start with 1,000 leases (config, acquire, list, first set): {started:?}; \
+         100 more in one set after {took:?} ({:?} since the write)",
+        t1.elapsed()
+    );
+}
+
+/// etcd with TLS and client certificates, as flanneld's `--etcd-cafile/certfile/keyfile`.
+#[test]
+fn tls_with_client_certificates() {
+    let (etcd, files) = Etcd::start_tls();
+    etcd.put(&format!("{PREFIX}/config"), UDP_NET, 0);
+    let mut cfg = config(&etcd, 1, false);
+    cfg.endpoints = vec!["https://127.0.0.1:2379".into()];
+    cfg.tls = lease::Tls {
+        ca_file: Some(files.ca.clone()),
+        cert_file: Some(files.client_cert.clone()),
+        key_file: Some(files.client_key.clone()),
+    };
+    let (_, lease, source) = start(&etcd, &cfg);
+    assert_eq!(etcd.get(&lease.key).unwrap().0, flannel_udp(1));
+    etcd.put(&key("198.19.250.0-24"), &flannel_udp(2), 0);
+    wait_routes(&source, &lease, "node 2 over TLS", WITHIN, |r| {
+        has(r, "198.19.250.0/24")
+    });
+    drop(source);
+
+    // Without a client certificate etcd refuses the handshake: unreachable, until the deadline.
+    cfg.tls.cert_file = None;
+    cfg.tls.key_file = None;
+    cfg.start_deadline = Duration::from_millis(500);
+    let err = etcd
+        .run(|| LeaseSource::start(&cfg))
+        .err()
+        .expect("refused");
+    assert!(matches!(err, Error::Deadline { .. }), "{err}");
 }

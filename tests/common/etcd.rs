@@ -36,6 +36,16 @@ pub struct Etcd {
     dir: PathBuf,
     child: Option<Child>,
     agent: ureq::Agent,
+    /// With TLS ([`Etcd::start_tls`]): https with client certificates on 2379; the raw client
+    /// uses plain http on 2381.
+    tls: bool,
+}
+
+/// The PEM files of [`Etcd::start_tls`].
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 fn unique_name() -> String {
@@ -64,6 +74,7 @@ impl Etcd {
             ns,
             dir,
             child: None,
+            tls: false,
             agent: ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .proxy(None)
@@ -75,6 +86,88 @@ impl Etcd {
         e
     }
 
+    /// etcd with TLS at [`ENDPOINT`] (`https://` instead of `http://`): a CA of its own, a
+    /// server certificate for 127.0.0.1, and client certificates required
+    /// (`--client-cert-auth`). Returns the CA and a client certificate and key, made with
+    /// `openssl`.
+    pub fn start_tls() -> (Etcd, TlsFiles) {
+        let mut e = Etcd::without_server();
+        let d = e.dir.clone();
+        let openssl = |args: &[&str]| {
+            let out = run_cmd("openssl", args, CMD_TIMEOUT);
+            assert!(out.success(), "openssl failed:\n{out}");
+        };
+        let p = |name: &str| d.join(name).to_string_lossy().into_owned();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=tundra test CA"];
+        ca.extend(ec);
+        let (ca_key, ca_pem) = (p("ca.key"), p("ca.pem"));
+        ca.extend(["-keyout", &ca_key, "-out", &ca_pem]);
+        openssl(&ca);
+        for (name, ext) in [
+            // etcd 3.4's gateway dials etcd's own gRPC port with the server certificate
+            // as its client certificate: it needs clientAuth too (kubeadm's have both).
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+            ),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            fs::write(d.join(format!("{name}.ext")), ext).expect("write ext");
+            let (key, csr, pem, ext) = (
+                p(&format!("{name}.key")),
+                p(&format!("{name}.csr")),
+                p(&format!("{name}.pem")),
+                p(&format!("{name}.ext")),
+            );
+            let subj = format!("/CN={name}");
+            let mut req = vec!["req", "-subj", &subj];
+            req.extend(ec);
+            req.extend(["-keyout", &key, "-out", &csr]);
+            openssl(&req);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ]);
+        }
+        e.tls = true;
+        e.spawn();
+        let files = TlsFiles {
+            ca: d.join("ca.pem"),
+            client_cert: d.join("client.pem"),
+            client_key: d.join("client.key"),
+        };
+        (e, files)
+    }
+
+    /// The URL the raw client uses.
+    fn raw_endpoint(&self) -> &'static str {
+        if self.tls {
+            "http://127.0.0.1:2381"
+        } else {
+            ENDPOINT
+        }
+    }
+
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "etcd runs already");
         let log = File::options()
@@ -83,22 +176,37 @@ impl Etcd {
             .open(self.dir.join("etcd.log"))
             .expect("etcd log");
         let data = self.dir.join("data");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns,
-                "etcd",
-                "--name",
-                "n1",
-                "--data-dir",
-            ])
-            .arg(&data)
-            .args([
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &self.ns,
+            "etcd",
+            "--name",
+            "n1",
+            "--data-dir",
+        ])
+        .arg(&data);
+        if self.tls {
+            let d = &self.dir;
+            cmd.args([
                 "--listen-client-urls",
-                ENDPOINT,
-                "--advertise-client-urls",
-                ENDPOINT,
+                "https://127.0.0.1:2379,http://127.0.0.1:2381",
+            ])
+            .args(["--advertise-client-urls", "https://127.0.0.1:2379"])
+            .arg("--cert-file")
+            .arg(d.join("server.pem"))
+            .arg("--key-file")
+            .arg(d.join("server.key"))
+            .arg("--trusted-ca-file")
+            .arg(d.join("ca.pem"))
+            .arg("--client-cert-auth");
+        } else {
+            cmd.args(["--listen-client-urls", ENDPOINT])
+                .args(["--advertise-client-urls", ENDPOINT]);
+        }
+        let child = cmd
+            .args([
                 "--listen-peer-urls",
                 "http://127.0.0.1:2380",
                 "--initial-advertise-peer-urls",
@@ -164,7 +272,7 @@ impl Etcd {
 
     fn try_call(&self, path: &str, body: Value) -> Result<Value, String> {
         let agent = self.agent.clone();
-        let url = format!("{ENDPOINT}{path}");
+        let url = format!("{}{path}", self.raw_endpoint());
         self.run(move || {
             let resp = agent
                 .post(&url)
