@@ -88,6 +88,25 @@ pub enum Underlay {
     V6,
 }
 
+/// The VXLAN parameters of a node (tundra with `--encap vxlan`, or a kernel VXLAN device).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vxlan {
+    pub vni: u32,
+    pub port: u16,
+}
+
+impl Default for Vxlan {
+    /// Flannel's: VNI 1, port 8472.
+    fn default() -> Vxlan {
+        Vxlan { vni: 1, port: 8472 }
+    }
+}
+
+/// Node i's VTEP MAC, the same whether tundra or a kernel VXLAN device is the VTEP.
+pub fn vtep_mac(i: u8) -> String {
+    format!("0a:58:c6:13:{i:02x}:00")
+}
+
 // ---------------------------------------------------------------------------------------------
 // The address plan.
 
@@ -351,6 +370,16 @@ pub struct Drops {
     pub loop_: u64,
     pub send_error: u64,
     pub tun_write_error: u64,
+    #[serde(default)]
+    pub vxlan_truncated: u64,
+    #[serde(default)]
+    pub vxlan_flags: u64,
+    #[serde(default)]
+    pub vxlan_vni: u64,
+    #[serde(default)]
+    pub vxlan_mac: u64,
+    #[serde(default)]
+    pub vxlan_ethertype: u64,
 }
 
 impl Drops {
@@ -366,6 +395,11 @@ impl Drops {
             ("loop", self.loop_),
             ("send_error", self.send_error),
             ("tun_write_error", self.tun_write_error),
+            ("vxlan_truncated", self.vxlan_truncated),
+            ("vxlan_flags", self.vxlan_flags),
+            ("vxlan_vni", self.vxlan_vni),
+            ("vxlan_mac", self.vxlan_mac),
+            ("vxlan_ethertype", self.vxlan_ethertype),
         ])
     }
     /// The counters of the receive checks (unknown peer, malformed, spoofed, not local).
@@ -407,6 +441,11 @@ impl Stats {
                 loop_: d(x.loop_, y.loop_),
                 send_error: d(x.send_error, y.send_error),
                 tun_write_error: d(x.tun_write_error, y.tun_write_error),
+                vxlan_truncated: d(x.vxlan_truncated, y.vxlan_truncated),
+                vxlan_flags: d(x.vxlan_flags, y.vxlan_flags),
+                vxlan_vni: d(x.vxlan_vni, y.vxlan_vni),
+                vxlan_mac: d(x.vxlan_mac, y.vxlan_mac),
+                vxlan_ethertype: d(x.vxlan_ethertype, y.vxlan_ethertype),
             },
         }
     }
@@ -676,6 +715,17 @@ impl Cluster {
     /// (`--io`, `--mtu`). Returns once the TUN is up with its addresses and a route for every peer subnet;
     /// panics (with tundra's stderr) if tundra exits or that takes longer than [`START_TIMEOUT`].
     pub fn start_tundra_with(&mut self, i: u8, underlay: Underlay, extra: &[&str]) {
+        self.start(i, underlay, None, extra)
+    }
+
+    /// As [`Cluster::start_tundra_with`] in vxlan mode: tundra is node `i`'s VTEP with MAC
+    /// [`vtep_mac`]`(i)`, and every other node `j` a peer at `vx.port` with MAC `vtep_mac(j)`,
+    /// whether tundra or [`Cluster::kernel_vxlan`] runs there.
+    pub fn start_tundra_vxlan(&mut self, i: u8, underlay: Underlay, vx: Vxlan, extra: &[&str]) {
+        self.start(i, underlay, Some(vx), extra)
+    }
+
+    fn start(&mut self, i: u8, underlay: Underlay, vxlan: Option<Vxlan>, extra: &[&str]) {
         assert!((1..=self.n).contains(&i), "node {i} is not in the cluster");
         assert!(
             self.tundras
@@ -691,20 +741,29 @@ impl Cluster {
             env!("CARGO_BIN_EXE_tundra").into(),
         ];
         args.extend(["run", "--tun", TUN].map(String::from));
+        let port = vxlan.map_or(PORT, |vx| vx.port);
         args.push("--listen".into());
         args.push(match underlay {
-            Underlay::V4 => format!("0.0.0.0:{PORT}"),
-            Underlay::V6 => format!("[::]:{PORT}"),
+            Underlay::V4 => format!("0.0.0.0:{port}"),
+            Underlay::V6 => format!("[::]:{port}"),
         });
+        if let Some(vx) = vxlan {
+            args.extend(["--encap".into(), "vxlan".into(), "--vni".into()]);
+            args.push(vx.vni.to_string());
+            args.extend(["--vtep-mac".into(), vtep_mac(i)]);
+        }
         for s in [subnet_v4(i), subnet_v6(i)] {
             args.push("--local-subnet".into());
             args.push(s);
         }
         for j in (1..=self.n).filter(|&j| j != i) {
-            let addr = match underlay {
-                Underlay::V4 => format!("{}:{PORT}", underlay_v4(j)),
-                Underlay::V6 => format!("[{}]:{PORT}", underlay_v6(j)),
+            let mut addr = match underlay {
+                Underlay::V4 => format!("{}:{port}", underlay_v4(j)),
+                Underlay::V6 => format!("[{}]:{port}", underlay_v6(j)),
             };
+            if vxlan.is_some() {
+                addr = format!("{addr},mac={}", vtep_mac(j));
+            }
             for s in [subnet_v4(j), subnet_v6(j)] {
                 args.push("--peer".into());
                 args.push(format!("{s}={addr}"));
@@ -749,6 +808,66 @@ impl Cluster {
             exited: None,
         });
         self.wait_configured(i);
+    }
+
+    /// Makes node `i` a kernel VXLAN node the way flannel's vxlan backend sets one up (see
+    /// TESTBED.md), for IPv4 and IPv6 inner traffic over the `underlay` family: device `vx0`
+    /// with MAC [`vtep_mac`]`(i)`, `nolearning`; per other node `j` a permanent neighbour for
+    /// its subnets' first addresses, an FDB entry to its underlay address, onlink routes.
+    pub fn kernel_vxlan(&mut self, i: u8, underlay: Underlay, vx: Vxlan) {
+        let ns = self.ns(i);
+        let local = match underlay {
+            Underlay::V4 => underlay_v4(i).to_string(),
+            Underlay::V6 => underlay_v6(i).to_string(),
+        };
+        let (vni, port, mac) = (vx.vni.to_string(), vx.port.to_string(), vtep_mac(i));
+        #[rustfmt::skip]
+        ip(&["-n", &ns, "link", "add", "vx0", "address", &mac, "type", "vxlan", "id", &vni,
+            "dstport", &port, "local", &local, "dev", UNDERLAY_DEV, "nolearning"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{}/32", node_v4(i)),
+            "dev",
+            "vx0",
+        ]);
+        #[rustfmt::skip]
+        ip(&["-n", &ns, "-6", "addr", "add", &format!("{}/128", node_v6(i)), "dev", "vx0", "nodad"]);
+        ip(&["-n", &ns, "link", "set", "vx0", "up"]);
+        // Over a veth pair a checksum the sender leaves to the "hardware" is never filled
+        // in: kernel VXLAN would hand the other end inner TCP segments whose checksum holds
+        // only the pseudo-header sum. A kernel receiver does not look (the skb says partial),
+        // a userspace VTEP cannot know and its TUN drops them as corrupt. A real NIC fills
+        // the checksums in; this makes the kernel do it in software, as it would for one.
+        let out = ns_cmd(&ns, "ethtool", &["-K", UNDERLAY_DEV, "tx", "off"]);
+        assert!(
+            out.success(),
+            "ethtool -K {UNDERLAY_DEV} tx off failed:\n{out}"
+        );
+        for j in (1..=self.n).filter(|&j| j != i) {
+            let (mac, dst) = match underlay {
+                Underlay::V4 => (vtep_mac(j), underlay_v4(j).to_string()),
+                Underlay::V6 => (vtep_mac(j), underlay_v6(j).to_string()),
+            };
+            for (via, net) in [
+                (node_v4(j).to_string(), subnet_v4(j)),
+                (node_v6(j).to_string(), subnet_v6(j)),
+            ] {
+                #[rustfmt::skip]
+                ip(&["-n", &ns, "neigh", "add", &via, "lladdr", &mac, "dev", "vx0", "nud", "permanent"]);
+                ip(&[
+                    "-n", &ns, "route", "add", &net, "via", &via, "dev", "vx0", "onlink",
+                ]);
+            }
+            let out = run_cmd(
+                "bridge",
+                &["-n", &ns, "fdb", "append", &mac, "dev", "vx0", "dst", &dst],
+                CMD_TIMEOUT,
+            );
+            assert!(out.success(), "bridge fdb append failed:\n{out}");
+        }
     }
 
     fn tundra_mut(&mut self, i: u8) -> &mut Tundra {
