@@ -268,6 +268,14 @@ vxlan_up() {
     done
 }
 
+# vxlan_csum_off I — compute the inner checksums of node I's vx0 in software. Over a veth
+# pair a checksum left to the "hardware" is never filled in, and a userspace VTEP (tundra)
+# cannot tell such a segment from a corrupt one; flannel deployments do the same on
+# flannel.1 (flannel issue 1279). Kernel-to-kernel VXLAN does not need it.
+vxlan_csum_off() {
+    ip netns exec "$(node_ns "$1")" ethtool -K vx0 tx off >/dev/null
+}
+
 # vxlan_down I... — delete vx0 (and with it its neighbours, FDB entries and routes).
 vxlan_down() {
     local i

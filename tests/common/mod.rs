@@ -836,16 +836,13 @@ impl Cluster {
         #[rustfmt::skip]
         ip(&["-n", &ns, "-6", "addr", "add", &format!("{}/128", node_v6(i)), "dev", "vx0", "nodad"]);
         ip(&["-n", &ns, "link", "set", "vx0", "up"]);
-        // Over a veth pair a checksum the sender leaves to the "hardware" is never filled
-        // in: kernel VXLAN would hand the other end inner TCP segments whose checksum holds
-        // only the pseudo-header sum. A kernel receiver does not look (the skb says partial),
-        // a userspace VTEP cannot know and its TUN drops them as corrupt. A real NIC fills
-        // the checksums in; this makes the kernel do it in software, as it would for one.
-        let out = ns_cmd(&ns, "ethtool", &["-K", UNDERLAY_DEV, "tx", "off"]);
-        assert!(
-            out.success(),
-            "ethtool -K {UNDERLAY_DEV} tx off failed:\n{out}"
-        );
+        // A checksum left to the "hardware" is never filled in over a veth pair: kernel
+        // VXLAN would send inner segments whose checksum holds only the pseudo-header sum. A
+        // kernel receiver does not look (the skb says partial); a userspace VTEP cannot know,
+        // and its TUN drops them as corrupt. So, as flannel deployments do on `flannel.1`
+        // (flannel issue 1279), the inner checksums are computed in software.
+        let out = ns_cmd(&ns, "ethtool", &["-K", "vx0", "tx", "off"]);
+        assert!(out.success(), "ethtool -K vx0 tx off failed:\n{out}");
         for j in (1..=self.n).filter(|&j| j != i) {
             let (mac, dst) = match underlay {
                 Underlay::V4 => (vtep_mac(j), underlay_v4(j).to_string()),
