@@ -33,7 +33,7 @@ Flags of `tundra run` (see `tundra run --help` for details):
   --encap udp|vxlan           encapsulation format [default: udp]
   --vni N                     VXLAN network identifier, vxlan only [default: 1]
   --vtep-mac MAC              this node's VTEP MAC, vxlan only [default: derived from the
-                              local subnets, the same on every start]
+                              local subnets (etcd: the public IP), the same on every start]
   --mtu N                     TUN MTU [default: underlay MTU - 28 (IPv4) or 48 (IPv6);
                               vxlan: - 50 or 70]
   --io auto|uring|poll        I/O engine [default: auto]
@@ -45,6 +45,18 @@ Flags of `tundra run` (see `tundra run --help` for details):
   --metrics [ADDR:]PORT       Prometheus metrics on http://ADDR:PORT/metrics [default: none]
   --config FILE               TOML file with the same settings; flags override it
 
+A node of a flannel network (its subnet, wire format and routes come from etcd; no
+--local-subnet, --peer, --encap or --vni then):
+  --etcd-endpoints URL[,URL]  etcd client URLs, http:// or https://
+  --public-ip ADDR            this node's IPv4 underlay address (required with etcd)
+  --public-ipv6 ADDR          this node's IPv6 underlay address [default: none]
+  --etcd-prefix PREFIX        the network's key prefix [default: /coreos.com/network]
+  --subnet-file PATH          flannel's subnet file [default: /run/flannel/subnet.env]
+  --etcd-cafile/--etcd-certfile/--etcd-keyfile PATH
+                              etcd TLS: CA, client certificate and key [default: none]
+  --etcd-start-timeout DURATION
+                              how long the start waits for etcd [default: 60s]
+
 Talking to a running tundra (over its control socket, see docs/control.md):
   tundra routes list|add|del  show or change the routes
   tundra stats [--json]       counters: totals, drops by reason, per peer
@@ -53,8 +65,10 @@ Examples:
   tundra run --local-subnet 10.1.0.0/16 --peer 10.2.0.0/16=192.0.2.2:8285
   tundra run --encap vxlan --local-subnet 10.1.0.0/16 \\
              --peer 10.2.0.0/16=192.0.2.2,mac=0a:58:c0:00:02:02
+  tundra run --etcd-endpoints http://10.0.0.1:2379 --public-ip 192.0.2.1
 
-Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 when setting up failed, 2 for an
+Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 when setting up failed (etcd not
+reached within --etcd-start-timeout included) or this node's etcd lease was lost, 2 for an
 invalid flag or config file. Logging: RUST_LOG (default `info`), to stderr.";
 
 const RUN_AFTER_HELP: &str = "\
@@ -76,6 +90,16 @@ Config file (--config), TOML, every key optional, unknown keys are an error:
   metrics = \"127.0.0.1:9100\"
   With encap = \"vxlan\", each peer carries its VTEP MAC:
   peers = [\"10.2.0.0/16=192.0.2.2,mac=0a:58:c0:00:02:02\"]   # port omitted: 8472
+  A flannel node (instead of local_subnets, peers, encap and vni):
+  etcd_endpoints = [\"https://10.0.0.1:2379\", \"https://10.0.0.2:2379\"]
+  public_ip = \"192.0.2.1\"
+  public_ipv6 = \"2001:db8::1\"
+  etcd_prefix = \"/coreos.com/network\"
+  subnet_file = \"/run/flannel/subnet.env\"
+  etcd_cafile = \"/etc/etcd/ca.pem\"
+  etcd_certfile = \"/etc/etcd/client.pem\"
+  etcd_keyfile = \"/etc/etcd/client-key.pem\"
+  etcd_start_timeout = \"60s\"          # or seconds: 60
 
 Examples:
   tundra run --tun tundra0 --listen 0.0.0.0:8285 --local-subnet 10.1.0.0/16 \\
@@ -84,7 +108,14 @@ Examples:
              --peer 10.2.0.0/16=192.0.2.2,mac=0a:58:c0:00:02:02   # to port 8472
   With vxlan, a peer may be a Linux VXLAN device (as flannel's vxlan backend sets up):
   its MAC is `ip -br link show DEV`'s, and it must know ours (shown at start and by
-  `tundra stats`) in its neighbour and FDB entries.";
+  `tundra stats`) in its neighbour and FDB entries.
+  tundra run --etcd-endpoints https://10.0.0.1:2379,https://10.0.0.2:2379 \\
+             --etcd-cafile ca.pem --etcd-certfile client.pem --etcd-keyfile client-key.pem \\
+             --public-ip 192.0.2.1 --tun flannel0
+  As a flannel node, tundra takes a subnet lease in etcd (the same one again after a
+  restart), gives the TUN its address, routes every other node's lease (flanneld's and
+  tundra's alike) and follows them as they come and go, and writes the subnet file for
+  flannel's CNI plugin. SIGTERM keeps the lease.";
 
 /// `tundra`'s command line.
 #[derive(Debug, Parser)]
@@ -238,7 +269,9 @@ pub struct RunArgs {
     /// with --encap vxlan). [::] also reaches IPv4 peers (dual-stack).
     /// Default: 0.0.0.0:8285 (flannel's UDP port); with --encap vxlan
     /// 0.0.0.0:8472 (Linux's and flannel's VXLAN port; IANA's 4789 is
-    /// --listen 0.0.0.0:4789).   Example: --listen [::]:8285
+    /// --listen 0.0.0.0:4789). With --etcd-endpoints: --public-ip ([::] in a
+    /// dual-stack vxlan network) and the network's port (its Backend.Port).
+    /// Example: --listen [::]:8285
     #[arg(long, value_name = "ADDR:PORT", verbatim_doc_comment)]
     pub listen: Option<String>,
 
@@ -296,10 +329,11 @@ pub struct RunArgs {
     ///
     /// The MAC our VXLAN frames come from, and the one peers must send to
     /// (their ,mac= for this node): a unicast MAC, aa:bb:cc:dd:ee:ff.
-    /// An error with --encap udp.
-    /// Default: a locally administered MAC derived from the local subnets, the
-    /// same on every start (shown in the startup log, `tundra stats` and
-    /// health).   Example: --vtep-mac 0a:58:c0:00:02:01
+    /// An error with --encap udp. With --etcd-endpoints: the VtepMAC of our
+    /// lease (a vxlan network only).
+    /// Default: a locally administered MAC derived from the local subnets (with
+    /// etcd: from --public-ip), the same on every start (shown in the startup
+    /// log, `tundra stats` and health).   Example: --vtep-mac 0a:58:c0:00:02:01
     #[arg(long, value_name = "MAC", verbatim_doc_comment)]
     pub vtep_mac: Option<String>,
 
@@ -380,11 +414,96 @@ pub struct RunArgs {
     /// Keys: tun, listen, local_subnets (array), peers (array of
     /// "CIDR=ADDR:PORT[,mac=MAC]" strings), encap, vni, vtep_mac, mtu, io,
     /// offload, tun_queue_len, socket_buffer, configure (bool), control,
-    /// metrics; see the example below. A flag given on the command line overrides the file's
-    /// key; a repeated flag replaces the file's whole list.
+    /// metrics, etcd_endpoints (array), etcd_prefix, public_ip, public_ipv6,
+    /// subnet_file, etcd_cafile, etcd_certfile, etcd_keyfile,
+    /// etcd_start_timeout; see the example below. A flag given on the command
+    /// line overrides the file's key; a repeated flag replaces the file's whole list.
     /// No default.   Example: --config /etc/tundra.toml
     #[arg(long, value_name = "FILE", verbatim_doc_comment)]
     pub config: Option<PathBuf>,
+
+    /// Join a flannel network through etcd at these URLs [default: none]
+    ///
+    /// etcd client URLs, http:// or https://, separated by commas (tried in
+    /// turn). The network config at PREFIX/config (flannel's JSON) decides
+    /// the subnet size, the wire format (udp or vxlan), its port and VNI: no
+    /// --local-subnet, --peer, --encap or --vni then. tundra takes a subnet
+    /// lease as flanneld does (the one with our --public-ip, else the subnet
+    /// of --subnet-file, else a free one), gives the TUN its address, routes
+    /// every other node's lease and follows them, renews its own and writes
+    /// the subnet file. SIGTERM keeps the lease; losing it to another node
+    /// stops tundra with exit status 1. Needs --public-ip.
+    /// No default.   Example: --etcd-endpoints http://10.0.0.1:2379,http://10.0.0.2:2379
+    #[arg(long, value_name = "URL[,URL...]", verbatim_doc_comment)]
+    pub etcd_endpoints: Option<String>,
+
+    /// The flannel network's etcd key prefix [default: /coreos.com/network]
+    ///
+    /// The network config is PREFIX/config, the leases PREFIX/subnets/...
+    /// (flanneld's --etcd-prefix). With --etcd-endpoints only.
+    /// Default: /coreos.com/network.   Example: --etcd-prefix /tundra.io/network
+    #[arg(long, value_name = "PREFIX", verbatim_doc_comment)]
+    pub etcd_prefix: Option<String>,
+
+    /// This node's IPv4 underlay address (with --etcd-endpoints: required)
+    ///
+    /// Published in our lease as PublicIP: the other nodes send to it. Also
+    /// the listen address unless --listen says otherwise (then with the
+    /// network's port when --listen has none).
+    /// No default.   Example: --public-ip 192.0.2.1
+    #[arg(long, value_name = "ADDR", verbatim_doc_comment)]
+    pub public_ip: Option<String>,
+
+    /// This node's IPv6 underlay address [default: none]
+    ///
+    /// Published as PublicIPv6 in a dual-stack network (EnableIPv6). A
+    /// dual-stack vxlan network needs it: flanneld nodes reach our IPv6
+    /// subnet there (tundra then listens on [::]). With --etcd-endpoints only.
+    /// No default.   Example: --public-ipv6 2001:db8::1
+    #[arg(long, value_name = "ADDR", verbatim_doc_comment)]
+    pub public_ipv6: Option<String>,
+
+    /// flannel's subnet file [default: /run/flannel/subnet.env]
+    ///
+    /// Written at start as flanneld writes it, for flannel's CNI plugin:
+    /// FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU (the TUN's MTU),
+    /// FLANNEL_IPMASQ=false (and the IPv6 pair in a dual-stack network).
+    /// Read back at the next start to ask for the same subnet if our lease
+    /// is gone. With --etcd-endpoints only.
+    /// Default: /run/flannel/subnet.env.   Example: --subnet-file /run/tundra/subnet.env
+    #[arg(long, value_name = "PATH", verbatim_doc_comment)]
+    pub subnet_file: Option<String>,
+
+    /// CA certificates (PEM) that sign etcd's server certificate [default: the web roots]
+    ///
+    /// For https:// endpoints (flanneld's --etcd-cafile). With --etcd-endpoints only.
+    /// Default: the public web roots.   Example: --etcd-cafile /etc/etcd/ca.pem
+    #[arg(long, value_name = "PATH", verbatim_doc_comment)]
+    pub etcd_cafile: Option<String>,
+
+    /// Client certificate (PEM) for etcd's --client-cert-auth [default: none]
+    ///
+    /// Needs --etcd-keyfile (flanneld's --etcd-certfile). With --etcd-endpoints only.
+    /// No default.   Example: --etcd-certfile /etc/etcd/client.pem
+    #[arg(long, value_name = "PATH", verbatim_doc_comment)]
+    pub etcd_certfile: Option<String>,
+
+    /// The client certificate's private key (PEM) [default: none]
+    ///
+    /// Needs --etcd-certfile (flanneld's --etcd-keyfile). With --etcd-endpoints only.
+    /// No default.   Example: --etcd-keyfile /etc/etcd/client-key.pem
+    #[arg(long, value_name = "PATH", verbatim_doc_comment)]
+    pub etcd_keyfile: Option<String>,
+
+    /// How long the start waits for etcd [default: 60s]
+    ///
+    /// While etcd is unreachable, or has no network config yet, tundra logs
+    /// why and tries again with backoff; after this long it gives up with
+    /// exit status 1, before anything on the system was touched. A number with
+    /// unit ms, s, m or h (no unit: seconds), at most 24h. With --etcd-endpoints only.
+    /// Default: 60s.   Example: --etcd-start-timeout 5m
+    #[arg(long, value_name = "DURATION", verbatim_doc_comment)]
+    pub etcd_start_timeout: Option<String>,
 }
 
 impl From<RunArgs> for Flags {
@@ -406,6 +525,15 @@ impl From<RunArgs> for Flags {
             config: args.config,
             control: args.control,
             metrics: args.metrics,
+            etcd_endpoints: args.etcd_endpoints,
+            etcd_prefix: args.etcd_prefix,
+            public_ip: args.public_ip,
+            public_ipv6: args.public_ipv6,
+            subnet_file: args.subnet_file,
+            etcd_cafile: args.etcd_cafile,
+            etcd_certfile: args.etcd_certfile,
+            etcd_keyfile: args.etcd_keyfile,
+            etcd_start_timeout: args.etcd_start_timeout,
         }
     }
 }

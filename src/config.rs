@@ -29,6 +29,19 @@
 //! metrics = "127.0.0.1:9100"      # --metrics (omit: no metrics endpoint)
 //! ```
 //!
+//! A node of a flannel network takes its subnet, wire format and routes from etcd instead of
+//! `local_subnets`, `peers`, `encap` and `vni` (which are then refused):
+//!
+//! ```toml
+//! etcd_endpoints = ["https://10.0.0.1:2379", "https://10.0.0.2:2379"] # --etcd-endpoints A,B
+//! etcd_prefix = "/coreos.com/network" # --etcd-prefix
+//! public_ip = "192.0.2.1"           # --public-ip (required with etcd)
+//! public_ipv6 = "2001:db8::1"       # --public-ipv6 (a dual-stack vxlan network needs it)
+//! subnet_file = "/run/flannel/subnet.env" # --subnet-file
+//! etcd_cafile = "/etc/etcd/ca.pem"  # --etcd-cafile (and etcd_certfile, etcd_keyfile)
+//! etcd_start_timeout = "60s"        # --etcd-start-timeout (or seconds: 60)
+//! ```
+//!
 //! A flag given on the command line overrides the file's key; a repeated flag (`--peer`,
 //! `--local-subnet`) replaces the file's whole list.
 //!
@@ -42,13 +55,18 @@
 //! length outside 1..=100000 and a socket buffer size outside 64K..=1024M (1 GiB); with
 //! `vxlan`, a VNI outside 0..=16777215, a VTEP MAC that is not unicast, a peer without its MAC,
 //! two MACs for one peer, and two peers on one address with different ports; with `udp`, a VNI,
-//! a VTEP MAC or a peer MAC (they apply to vxlan only).
+//! a VTEP MAC or a peer MAC (they apply to vxlan only). With etcd: an endpoint that is not an
+//! `http://` or `https://` URL, no `--public-ip` (or one that is not a unicast IPv4 address),
+//! a client certificate without its key (or the reverse), a start timeout that is not a
+//! duration of at most 24 h, and any of `--local-subnet`, `--peer`, `--encap`, `--vni` (etcd
+//! decides them); without etcd, any etcd setting.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -56,6 +74,8 @@ use toml::Spanned;
 
 use datapath::encap::{MAX_VNI, VXLAN_PORT};
 use datapath::{Mac, Route};
+
+use crate::lease;
 
 /// Port of flannel's UDP backend, tundra's default with `--encap udp`.
 pub const DEFAULT_PORT: u16 = 8285;
@@ -91,6 +111,12 @@ pub const MIN_SOCKET_BUFFER: usize = 64 << 10;
 
 /// Largest UDP socket buffer size accepted, in bytes (1 GiB).
 pub const MAX_SOCKET_BUFFER: usize = 1 << 30;
+
+/// How long a start waits for etcd (unreachable, or without a network config) by default.
+pub const DEFAULT_ETCD_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Longest `--etcd-start-timeout` accepted.
+pub const MAX_ETCD_START_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// Encapsulation format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -251,6 +277,56 @@ pub struct Config {
     pub control: Option<PathBuf>,
     /// Address of the Prometheus metrics endpoint; `None`: none.
     pub metrics: Option<SocketAddr>,
+    /// With `--etcd-endpoints`: this node is a flannel node, which takes its subnet, wire format
+    /// and routes from etcd. `local_subnets` and `peers` are empty then, `encap`, `vni` and
+    /// `listen` their defaults, all of them resolved at start from the lease and the network
+    /// config (see `Dataplane::start`); `vtep_mac` is the one to publish, if given.
+    pub etcd: Option<EtcdSettings>,
+}
+
+/// How a flannel node reaches etcd and who it is there (`--etcd-endpoints` and its companions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdSettings {
+    /// etcd client URLs, `http://` or `https://`, tried in turn.
+    pub endpoints: Vec<String>,
+    /// The network's key prefix (default [`lease::DEFAULT_PREFIX`]).
+    pub prefix: String,
+    /// Our IPv4 underlay address, published as `PublicIP`.
+    pub public_ip: Ipv4Addr,
+    /// Our IPv6 underlay address, published as `PublicIPv6` in a dual-stack network.
+    pub public_ipv6: Option<Ipv6Addr>,
+    /// flannel's subnet file, written at start and read back at the next (default
+    /// [`lease::DEFAULT_SUBNET_FILE`]).
+    pub subnet_file: PathBuf,
+    /// TLS: the CA that signs etcd's certificate, our client certificate and its key.
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// How long the start waits for etcd (default [`DEFAULT_ETCD_START_TIMEOUT`]).
+    pub start_timeout: Duration,
+    /// `--listen` as given: the address, and the port if one was written (else the network
+    /// backend's). `None`: the public IP (`[::]` in a dual-stack vxlan network) and the
+    /// backend's port.
+    pub listen: Option<(IpAddr, Option<u16>)>,
+}
+
+impl EtcdSettings {
+    /// The lease source's settings: these, with our VTEP MAC if one was given (`--vtep-mac`),
+    /// and the lease source's defaults for the rest.
+    pub fn lease_config(&self, vtep_mac: Option<Mac>) -> lease::Config {
+        let mut cfg = lease::Config::new(self.endpoints.clone(), self.public_ip);
+        cfg.prefix = self.prefix.clone();
+        cfg.public_ipv6 = self.public_ipv6;
+        cfg.vtep_mac = vtep_mac;
+        cfg.tls = lease::Tls {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        };
+        cfg.subnet_file = Some(self.subnet_file.clone());
+        cfg.start_deadline = self.start_timeout;
+        cfg
+    }
 }
 
 /// The `tundra run` flags as given, unparsed: `None` or empty when a flag is absent, so that
@@ -276,6 +352,16 @@ pub struct Flags {
     pub control: Option<String>,
     /// `--metrics [ADDR:]PORT`.
     pub metrics: Option<String>,
+    /// `--etcd-endpoints URL[,URL...]`.
+    pub etcd_endpoints: Option<String>,
+    pub etcd_prefix: Option<String>,
+    pub public_ip: Option<String>,
+    pub public_ipv6: Option<String>,
+    pub subnet_file: Option<String>,
+    pub etcd_cafile: Option<String>,
+    pub etcd_certfile: Option<String>,
+    pub etcd_keyfile: Option<String>,
+    pub etcd_start_timeout: Option<String>,
 }
 
 /// Where a setting came from, to name it in an error message.
@@ -324,8 +410,11 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(Box<InvalidValue>),
     /// Neither `--local-subnet` nor `local_subnets` gave a subnet.
-    #[error("no local subnet: give --local-subnet CIDR at least once (or local_subnets in the config file)")]
+    #[error("no local subnet: give --local-subnet CIDR at least once (or local_subnets in the config file), or join a flannel network with --etcd-endpoints")]
     NoLocalSubnet,
+    /// etcd without `--public-ip`.
+    #[error("--etcd-endpoints needs --public-ip ADDR, this node's IPv4 address on the underlay, which the other nodes send to (or public_ip in the config file)")]
+    NoPublicIp,
 }
 
 /// A rejected value, where it came from, and what is wrong with it.
@@ -443,6 +532,30 @@ pub enum Problem {
     SocketPathTooLong(usize),
     #[error("expected PORT or ADDR:PORT, e.g. 9100 or 127.0.0.1:9100 (IPv6 in brackets)")]
     InvalidMetrics,
+    #[error("invalid etcd endpoint {0:?} (expected http://HOST:PORT or https://HOST:PORT; several separated by commas)")]
+    InvalidEtcdEndpoint(String),
+    #[error("applies with --etcd-endpoints only")]
+    EtcdOnly,
+    #[error("not with --etcd-endpoints: {0}")]
+    DecidedByEtcd(&'static str),
+    #[error("invalid IPv4 address (expected this node's IPv4 underlay address, e.g. 192.0.2.1)")]
+    PublicIpNotV4,
+    #[error("invalid IPv6 address (expected this node's IPv6 underlay address, e.g. 2001:db8::1)")]
+    PublicIpNotV6,
+    #[error("{0} is not a node address (unspecified, loopback, multicast or broadcast)")]
+    NotNodeAddress(IpAddr),
+    #[error("an etcd key prefix starts with '/' and has no whitespace, e.g. /coreos.com/network")]
+    InvalidEtcdPrefix,
+    #[error("empty path")]
+    EmptyFilePath,
+    #[error("a client certificate needs its key: give --etcd-keyfile too")]
+    CertWithoutKey,
+    #[error("a client key needs its certificate: give --etcd-certfile too")]
+    KeyWithoutCert,
+    #[error("invalid duration (expected a number with unit ms, s, m or h, e.g. 60s or 500ms; no unit: seconds)")]
+    InvalidDuration,
+    #[error("duration out of range (allowed 0s..=24h)")]
+    DurationOutOfRange,
 }
 
 /// Displays a value as given, quoted when it would otherwise be invisible or ambiguous.
@@ -473,32 +586,42 @@ struct FileKeys {
     io: Option<Spanned<String>>,
     offload: Option<Spanned<String>>,
     tun_queue_len: Option<Spanned<i64>>,
-    socket_buffer: Option<Spanned<Size>>,
+    socket_buffer: Option<Spanned<Text>>,
     configure: Option<bool>,
     control: Option<Spanned<String>>,
     metrics: Option<Spanned<String>>,
+    etcd_endpoints: Option<Vec<Spanned<String>>>,
+    etcd_prefix: Option<Spanned<String>>,
+    public_ip: Option<Spanned<String>>,
+    public_ipv6: Option<Spanned<String>>,
+    subnet_file: Option<Spanned<String>>,
+    etcd_cafile: Option<Spanned<String>>,
+    etcd_certfile: Option<Spanned<String>>,
+    etcd_keyfile: Option<Spanned<String>>,
+    etcd_start_timeout: Option<Spanned<Text>>,
 }
 
-/// A size in the config file: an integer (bytes) or a string with the flag's syntax (`"4M"`).
+/// A size or a duration in the config file: an integer (bytes, seconds) or a string with the
+/// flag's syntax (`"4M"`, `"60s"`), as text.
 #[derive(Debug)]
-struct Size(String);
+struct Text(String);
 
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Size, D::Error> {
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
         struct Visitor;
         impl serde::de::Visitor<'_> for Visitor {
-            type Value = Size;
+            type Value = Text;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a size in bytes, e.g. 4194304 or \"4M\"")
+                f.write_str("a number or a string, e.g. 4194304 or \"4M\", 60 or \"60s\"")
             }
-            fn visit_i64<E>(self, v: i64) -> Result<Size, E> {
-                Ok(Size(v.to_string()))
+            fn visit_i64<E>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
             }
-            fn visit_u64<E>(self, v: u64) -> Result<Size, E> {
-                Ok(Size(v.to_string()))
+            fn visit_u64<E>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
             }
-            fn visit_str<E>(self, v: &str) -> Result<Size, E> {
-                Ok(Size(v.to_owned()))
+            fn visit_str<E>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_owned()))
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -649,34 +772,68 @@ impl Config {
             }
         };
 
-        // First: the format decides default ports and which other settings apply.
-        let encap = match pick(
-            &flags.encap,
-            "--encap",
-            "encap",
-            keys.and_then(|k| k.encap.as_ref()),
+        // First: with etcd, the network config there decides the subnet, the format and the
+        // routes; without, the format decides default ports and which other settings apply.
+        let etcd_raw = match (
+            &flags.etcd_endpoints,
+            &file,
+            keys.and_then(|k| k.etcd_endpoints.as_ref()),
         ) {
+            (Some(text), _, _) => vec![Raw {
+                text: text.clone(),
+                origin: Origin::Flag("--etcd-endpoints"),
+            }],
+            (None, Some(file), Some(values)) => values
+                .iter()
+                .map(|v| file.raw("etcd_endpoints", v))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let with_etcd = !etcd_raw.is_empty();
+        let decided = |raw: Option<Raw>, why: &'static str| match raw {
+            Some(raw) if with_etcd => Err(raw.error(Problem::DecidedByEtcd(why))),
+            other => Ok(other),
+        };
+        const FORMAT: &str =
+            "the network config in etcd (its Backend) decides the wire format, its port and VNI";
+
+        let encap = match decided(
+            pick(
+                &flags.encap,
+                "--encap",
+                "encap",
+                keys.and_then(|k| k.encap.as_ref()),
+            ),
+            FORMAT,
+        )? {
             Some(raw) => raw.parse(str::parse)?,
             None => Encap::default(),
         };
-        let vni = match pick_text(
-            &flags.vni,
-            "--vni",
-            "vni",
-            keys.and_then(|k| k.vni.as_ref())
-                .map(|v| (v.get_ref().to_string(), v.span().start)),
-        ) {
+        let vni = match decided(
+            pick_text(
+                &flags.vni,
+                "--vni",
+                "vni",
+                keys.and_then(|k| k.vni.as_ref())
+                    .map(|v| (v.get_ref().to_string(), v.span().start)),
+            ),
+            FORMAT,
+        )? {
             Some(raw) if encap != Encap::Vxlan => return Err(raw.error(Problem::VxlanOnly)),
             Some(raw) => raw.parse(parse_vni)?,
             None => DEFAULT_VNI,
         };
+        // With etcd, whether the network runs vxlan is known at start only (which refuses a
+        // VTEP MAC in a udp network).
         let vtep_mac = match pick(
             &flags.vtep_mac,
             "--vtep-mac",
             "vtep_mac",
             keys.and_then(|k| k.vtep_mac.as_ref()),
         ) {
-            Some(raw) if encap != Encap::Vxlan => return Err(raw.error(Problem::VxlanOnly)),
+            Some(raw) if encap != Encap::Vxlan && !with_etcd => {
+                return Err(raw.error(Problem::VxlanOnly))
+            }
             Some(raw) => Some(raw.parse(parse_mac)?),
             None => None,
         };
@@ -694,14 +851,19 @@ impl Config {
             None => DEFAULT_TUN.to_owned(),
         };
 
-        let listen = match pick(
+        let listen_raw = pick(
             &flags.listen,
             "--listen",
             "listen",
             keys.and_then(|k| k.listen.as_ref()),
-        ) {
-            Some(raw) => raw.parse(|s| parse_listen(s, encap.default_port()))?,
-            None => SocketAddr::new(DEFAULT_LISTEN.ip(), encap.default_port()),
+        );
+        let (listen, etcd_listen) = match listen_raw {
+            Some(raw) if with_etcd => (DEFAULT_LISTEN, Some(raw.parse(parse_listen_spec)?)),
+            Some(raw) => (raw.parse(|s| parse_listen(s, encap.default_port()))?, None),
+            None => (
+                SocketAddr::new(DEFAULT_LISTEN.ip(), encap.default_port()),
+                None,
+            ),
         };
 
         let local_raw = pick_list(
@@ -710,6 +872,11 @@ impl Config {
             "local_subnets",
             keys.and_then(|k| k.local_subnets.as_ref()),
         );
+        if let (true, Some(raw)) = (with_etcd, local_raw.first()) {
+            return Err(raw.error(Problem::DecidedByEtcd(
+                "this node's subnet is its lease in etcd (a previous one is asked for again through --subnet-file)",
+            )));
+        }
         let mut local_subnets: Vec<IpNet> = Vec::with_capacity(local_raw.len());
         for raw in &local_raw {
             let net = raw.parse(parse_cidr)?;
@@ -718,7 +885,7 @@ impl Config {
             }
             local_subnets.push(net);
         }
-        if local_subnets.is_empty() {
+        if local_subnets.is_empty() && !with_etcd {
             return Err(ConfigError::NoLocalSubnet);
         }
 
@@ -728,6 +895,11 @@ impl Config {
             "peers",
             keys.and_then(|k| k.peers.as_ref()),
         );
+        if let (true, Some(raw)) = (with_etcd, peer_raw.first()) {
+            return Err(raw.error(Problem::DecidedByEtcd(
+                "the routes are the other nodes' leases in etcd",
+            )));
+        }
         let mut peers: Vec<Route> = Vec::with_capacity(peer_raw.len());
         let mut routed: HashMap<IpNet, SocketAddr> = HashMap::with_capacity(peer_raw.len());
         // Each peer's MAC, and (vxlan) the peer on each underlay IP: what a table checks across
@@ -839,6 +1011,100 @@ impl Config {
             None => None,
         };
 
+        // The etcd settings: all of them only with etcd.
+        let etcd_only = |raw: Option<Raw>| match raw {
+            Some(raw) if !with_etcd => Err(raw.error(Problem::EtcdOnly)),
+            other => Ok(other),
+        };
+        let prefix = etcd_only(pick(
+            &flags.etcd_prefix,
+            "--etcd-prefix",
+            "etcd_prefix",
+            keys.and_then(|k| k.etcd_prefix.as_ref()),
+        ))?;
+        let public_ip = etcd_only(pick(
+            &flags.public_ip,
+            "--public-ip",
+            "public_ip",
+            keys.and_then(|k| k.public_ip.as_ref()),
+        ))?;
+        let public_ipv6 = etcd_only(pick(
+            &flags.public_ipv6,
+            "--public-ipv6",
+            "public_ipv6",
+            keys.and_then(|k| k.public_ipv6.as_ref()),
+        ))?;
+        let subnet_file = etcd_only(pick(
+            &flags.subnet_file,
+            "--subnet-file",
+            "subnet_file",
+            keys.and_then(|k| k.subnet_file.as_ref()),
+        ))?;
+        let ca_file = etcd_only(pick(
+            &flags.etcd_cafile,
+            "--etcd-cafile",
+            "etcd_cafile",
+            keys.and_then(|k| k.etcd_cafile.as_ref()),
+        ))?;
+        let cert_file = etcd_only(pick(
+            &flags.etcd_certfile,
+            "--etcd-certfile",
+            "etcd_certfile",
+            keys.and_then(|k| k.etcd_certfile.as_ref()),
+        ))?;
+        let key_file = etcd_only(pick(
+            &flags.etcd_keyfile,
+            "--etcd-keyfile",
+            "etcd_keyfile",
+            keys.and_then(|k| k.etcd_keyfile.as_ref()),
+        ))?;
+        let start_timeout = etcd_only(pick_text(
+            &flags.etcd_start_timeout,
+            "--etcd-start-timeout",
+            "etcd_start_timeout",
+            keys.and_then(|k| k.etcd_start_timeout.as_ref())
+                .map(|v| (v.get_ref().0.clone(), v.span().start)),
+        ))?;
+
+        let etcd = if with_etcd {
+            let mut endpoints = Vec::new();
+            for raw in &etcd_raw {
+                endpoints.extend(raw.parse(parse_etcd_endpoints)?);
+            }
+            let path = |raw: Option<&Raw>| raw.map(|r| r.parse(parse_file_path)).transpose();
+            match (&cert_file, &key_file) {
+                (Some(raw), None) => return Err(raw.error(Problem::CertWithoutKey)),
+                (None, Some(raw)) => return Err(raw.error(Problem::KeyWithoutCert)),
+                _ => {}
+            }
+            Some(EtcdSettings {
+                endpoints,
+                prefix: match prefix {
+                    Some(raw) => raw.parse(parse_etcd_prefix)?,
+                    None => lease::DEFAULT_PREFIX.to_owned(),
+                },
+                public_ip: match public_ip {
+                    Some(raw) => raw.parse(parse_public_ip)?,
+                    None => return Err(ConfigError::NoPublicIp),
+                },
+                public_ipv6: public_ipv6
+                    .map(|r| r.parse(parse_public_ipv6))
+                    .transpose()?,
+                subnet_file: path(subnet_file.as_ref())?
+                    .unwrap_or_else(|| PathBuf::from(lease::DEFAULT_SUBNET_FILE)),
+                ca_file: path(ca_file.as_ref())?,
+                cert_file: path(cert_file.as_ref())?,
+                key_file: path(key_file.as_ref())?,
+                start_timeout: match start_timeout {
+                    Some(raw) => raw.parse(parse_duration)?,
+                    None => DEFAULT_ETCD_START_TIMEOUT,
+                },
+                listen: etcd_listen,
+            })
+        } else {
+            None
+        };
+
         Ok(Config {
             tun,
             listen,
@@ -855,6 +1121,7 @@ impl Config {
             configure,
             control,
             metrics,
+            etcd,
         })
     }
 }
@@ -974,15 +1241,131 @@ fn split_endpoint(s: &str) -> Result<(IpAddr, Option<u16>), Problem> {
 /// # Errors
 /// As [`parse_endpoint`]; port 0 (peers must know the port); a multicast or broadcast address.
 pub fn parse_listen(s: &str, default_port: u16) -> Result<SocketAddr, Problem> {
-    let addr = parse_endpoint(s, default_port)?;
-    if addr.port() == 0 {
+    let (ip, port) = parse_listen_spec(s)?;
+    Ok(SocketAddr::new(ip, port.unwrap_or(default_port)))
+}
+
+/// Parses the listen address as [`parse_listen`] does, without a default: the port if one is
+/// written (a flannel node's default is its network's port, known at start only).
+///
+/// # Errors
+/// As [`parse_listen`].
+pub fn parse_listen_spec(s: &str) -> Result<(IpAddr, Option<u16>), Problem> {
+    let (ip, port) = split_endpoint(s)?;
+    if port == Some(0) {
         return Err(Problem::PortZero);
     }
-    let ip = addr.ip();
     if ip.is_multicast() || ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
         return Err(Problem::BadListen(ip));
     }
-    Ok(addr)
+    Ok((ip, port))
+}
+
+/// Parses `--etcd-endpoints`: one or more `http://` or `https://` URLs separated by commas,
+/// as flanneld's flag takes them (blanks around each are ignored; a trailing `/` is dropped).
+///
+/// # Errors
+/// An empty item, another scheme, no host, or a path, query or blank inside a URL.
+pub fn parse_etcd_endpoints(s: &str) -> Result<Vec<String>, Problem> {
+    s.split(',')
+        .map(|item| {
+            let url = item.trim().trim_end_matches('/');
+            let bad = || Problem::InvalidEtcdEndpoint(item.trim().to_owned());
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+                .ok_or_else(bad)?;
+            if rest.is_empty()
+                || rest
+                    .chars()
+                    .any(|c| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '@'))
+            {
+                return Err(bad());
+            }
+            Ok(url.to_owned())
+        })
+        .collect()
+}
+
+/// Parses an etcd key prefix: starts with `/`, no whitespace (`/coreos.com/network`).
+///
+/// # Errors
+/// [`Problem::InvalidEtcdPrefix`].
+pub fn parse_etcd_prefix(s: &str) -> Result<String, Problem> {
+    if !s.starts_with('/') || s.chars().any(char::is_whitespace) {
+        return Err(Problem::InvalidEtcdPrefix);
+    }
+    Ok(s.to_owned())
+}
+
+/// Parses `--public-ip`: this node's IPv4 underlay address, unicast.
+///
+/// # Errors
+/// Not an IPv4 address; unspecified, loopback, multicast or broadcast.
+pub fn parse_public_ip(s: &str) -> Result<Ipv4Addr, Problem> {
+    let ip: Ipv4Addr = s.parse().map_err(|_| Problem::PublicIpNotV4)?;
+    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() {
+        return Err(Problem::NotNodeAddress(ip.into()));
+    }
+    Ok(ip)
+}
+
+/// Parses `--public-ipv6`: this node's IPv6 underlay address (no brackets), unicast.
+///
+/// # Errors
+/// Not an IPv6 address; unspecified, loopback or multicast.
+pub fn parse_public_ipv6(s: &str) -> Result<Ipv6Addr, Problem> {
+    let ip: Ipv6Addr = s
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| Problem::PublicIpNotV6)?;
+    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
+        return Err(Problem::NotNodeAddress(ip.into()));
+    }
+    Ok(ip)
+}
+
+/// A file path setting: anything but empty (whether it can be read is found at start).
+///
+/// # Errors
+/// [`Problem::EmptyFilePath`].
+pub fn parse_file_path(s: &str) -> Result<PathBuf, Problem> {
+    if s.is_empty() {
+        return Err(Problem::EmptyFilePath);
+    }
+    Ok(PathBuf::from(s))
+}
+
+/// Parses a duration: a whole number with unit `ms`, `s`, `m` or `h`, or without a unit
+/// (seconds), at most [`MAX_ETCD_START_TIMEOUT`].
+///
+/// # Errors
+/// Not of that form, or too long.
+pub fn parse_duration(s: &str) -> Result<Duration, Problem> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ if number.is_empty() && unit.starts_with('-') => return Err(Problem::DurationOutOfRange),
+        _ => return Err(Problem::InvalidDuration),
+    };
+    if number.is_empty() {
+        return Err(Problem::InvalidDuration);
+    }
+    // Only digits: parsing fails on overflow alone, which is out of range too.
+    let ms = number
+        .parse::<u64>()
+        .unwrap_or(u64::MAX)
+        .saturating_mul(unit_ms);
+    let d = Duration::from_millis(ms);
+    if d > MAX_ETCD_START_TIMEOUT {
+        return Err(Problem::DurationOutOfRange);
+    }
+    Ok(d)
 }
 
 /// A peer node as written after `CIDR=`: `ADDR[:PORT][,mac=MAC]`. The port may be left out,
@@ -1641,6 +2024,7 @@ mod tests {
                 configure: true,
                 control: Some(PathBuf::from(DEFAULT_CONTROL)),
                 metrics: None,
+                etcd: None,
             }
         );
     }
@@ -1669,6 +2053,15 @@ mod tests {
             config: None,
             control: Some("/tmp/t.sock".into()),
             metrics: Some("9100".into()),
+            etcd_endpoints: None,
+            etcd_prefix: None,
+            public_ip: None,
+            public_ipv6: None,
+            subnet_file: None,
+            etcd_cafile: None,
+            etcd_certfile: None,
+            etcd_keyfile: None,
+            etcd_start_timeout: None,
         };
         let config = Config::from_file_and_flags(None, &flags).unwrap();
         assert_eq!(config.tun, "ov0");
@@ -1958,6 +2351,7 @@ configure = false
                 configure: false,
                 control: Some(PathBuf::from(DEFAULT_CONTROL)),
                 metrics: None,
+                etcd: None,
             }
         );
         // An empty file is all defaults, and still needs a local subnet.
@@ -2353,6 +2747,7 @@ configure = false
                 configure: true,
                 control: Some(PathBuf::from(DEFAULT_CONTROL)),
                 metrics: None,
+                etcd: None,
             }
         );
         // Flags override the file's keys.
@@ -2506,6 +2901,330 @@ configure = false
             &file_error("encap = \"geneve\"\n", &flags_with_local(&local)),
             &["line 1: encap geneve:", "supported: udp, vxlan"],
         );
+    }
+
+    /// A flannel node's flags: etcd at one endpoint, public IP 192.0.2.1.
+    fn etcd() -> Flags {
+        Flags {
+            etcd_endpoints: Some("http://10.0.0.1:2379".into()),
+            public_ip: Some("192.0.2.1".into()),
+            ..Flags::default()
+        }
+    }
+
+    #[test]
+    fn etcd_defaults_and_flags() {
+        let config = Config::from_file_and_flags(None, &etcd()).unwrap();
+        assert_eq!(
+            config.etcd,
+            Some(EtcdSettings {
+                endpoints: vec!["http://10.0.0.1:2379".into()],
+                prefix: "/coreos.com/network".into(),
+                public_ip: "192.0.2.1".parse().unwrap(),
+                public_ipv6: None,
+                subnet_file: PathBuf::from("/run/flannel/subnet.env"),
+                ca_file: None,
+                cert_file: None,
+                key_file: None,
+                start_timeout: Duration::from_secs(60),
+                listen: None,
+            })
+        );
+        // No local subnet or peer: they come from etcd.
+        assert!(config.local_subnets.is_empty() && config.peers.is_empty());
+        let f = Flags {
+            etcd_endpoints: Some(" https://10.0.0.1:2379/, https://[fd00::1]:2379 ".into()),
+            etcd_prefix: Some("/tundra.io/network".into()),
+            public_ipv6: Some("2001:db8::1".into()),
+            subnet_file: Some("/tmp/s.env".into()),
+            etcd_cafile: Some("/ca.pem".into()),
+            etcd_certfile: Some("/c.pem".into()),
+            etcd_keyfile: Some("/k.pem".into()),
+            etcd_start_timeout: Some("500ms".into()),
+            listen: Some("[::]".into()),
+            vtep_mac: Some("0a:58:c6:13:01:00".into()),
+            mtu: Some("1400".into()),
+            ..etcd()
+        };
+        let config = Config::from_file_and_flags(None, &f).unwrap();
+        let e = config.etcd.clone().unwrap();
+        assert_eq!(
+            e.endpoints,
+            ["https://10.0.0.1:2379", "https://[fd00::1]:2379"]
+        );
+        assert_eq!(e.prefix, "/tundra.io/network");
+        assert_eq!(e.public_ipv6, Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(e.subnet_file, PathBuf::from("/tmp/s.env"));
+        assert_eq!(e.ca_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(
+            (e.cert_file.clone(), e.key_file.clone()),
+            (Some(PathBuf::from("/c.pem")), Some(PathBuf::from("/k.pem")))
+        );
+        assert_eq!(e.start_timeout, Duration::from_millis(500));
+        // The port is the network's, known at start.
+        assert_eq!(e.listen, Some(("::".parse().unwrap(), None)));
+        assert_eq!(config.vtep_mac, Some(mac("0a:58:c6:13:01:00")));
+        assert_eq!(config.mtu, Some(1400));
+        // The lease source's settings.
+        let lease = e.lease_config(config.vtep_mac);
+        assert_eq!(lease.endpoints, e.endpoints);
+        assert_eq!(lease.prefix, "/tundra.io/network");
+        assert_eq!(lease.public_ip, "192.0.2.1".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(lease.vtep_mac, config.vtep_mac);
+        assert_eq!(lease.subnet_file, Some(PathBuf::from("/tmp/s.env")));
+        assert_eq!(lease.start_deadline, Duration::from_millis(500));
+        assert_eq!(lease.tls.ca_file, Some(PathBuf::from("/ca.pem")));
+        let f = Flags {
+            listen: Some("198.18.0.1:9000".into()),
+            ..etcd()
+        };
+        let listen = Config::from_file_and_flags(None, &f)
+            .unwrap()
+            .etcd
+            .unwrap()
+            .listen;
+        assert_eq!(listen, Some(("198.18.0.1".parse().unwrap(), Some(9000))));
+    }
+
+    #[test]
+    fn etcd_file() {
+        let text = "etcd_endpoints = [\"http://10.0.0.1:2379\", \"http://10.0.0.2:2379\"]\n\
+                    public_ip = \"192.0.2.1\"\netcd_start_timeout = 90\n\
+                    subnet_file = \"/run/tundra/subnet.env\"\n";
+        let config =
+            Config::from_file_and_flags(Some((Path::new("t.toml"), text)), &Flags::default())
+                .unwrap();
+        let e = config.etcd.unwrap();
+        assert_eq!(
+            e.endpoints,
+            ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
+        assert_eq!(e.start_timeout, Duration::from_secs(90));
+        assert_eq!(e.subnet_file, PathBuf::from("/run/tundra/subnet.env"));
+        // A flag overrides the file's key.
+        let f = Flags {
+            etcd_start_timeout: Some("2m".into()),
+            public_ip: Some("192.0.2.9".into()),
+            ..Flags::default()
+        };
+        let e = Config::from_file_and_flags(Some((Path::new("t.toml"), text)), &f)
+            .unwrap()
+            .etcd
+            .unwrap();
+        assert_eq!(e.start_timeout, Duration::from_secs(120));
+        assert_eq!(e.public_ip, "192.0.2.9".parse::<Ipv4Addr>().unwrap());
+        // Errors name the line.
+        assert_contains(
+            &file_error(
+                "etcd_endpoints = [\n  \"http://10.0.0.1:2379\",\n  \"10.0.0.2:2379\",\n]\npublic_ip = \"192.0.2.1\"\n",
+                &Flags::default(),
+            ),
+            &[
+                "config /etc/tundra.toml line 3: etcd_endpoints 10.0.0.2:2379:",
+                "invalid etcd endpoint",
+            ],
+        );
+        assert_contains(
+            &file_error(
+                "etcd_endpoints = [\"http://10.0.0.1:2379\"]\npublic_ip = \"192.0.2.1\"\nlocal_subnets = [\"10.1.0.0/16\"]\n",
+                &Flags::default(),
+            ),
+            &[
+                "config /etc/tundra.toml line 3: local_subnets 10.1.0.0/16:",
+                "not with --etcd-endpoints",
+            ],
+        );
+        assert_contains(
+            &file_error(
+                "public_ip = \"192.0.2.1\"\n",
+                &flags_with_local(&["10.1.0.0/16"]),
+            ),
+            &[
+                "config /etc/tundra.toml line 1: public_ip 192.0.2.1:",
+                "applies with --etcd-endpoints only",
+            ],
+        );
+        assert_contains(
+            &file_error("etcd_start_timeout = \"soon\"\n", &etcd()),
+            &["line 1: etcd_start_timeout soon:", "invalid duration"],
+        );
+        assert_contains(
+            &file_error(
+                "etcd_endpoints = \"http://10.0.0.1:2379\"\n",
+                &Flags::default(),
+            ),
+            &["config /etc/tundra.toml line 1", "etcd_endpoints"],
+        );
+    }
+
+    #[test]
+    fn etcd_errors() {
+        let with = |g: fn(&mut Flags)| {
+            let mut f = etcd();
+            g(&mut f);
+            flag_error(&f)
+        };
+        // What etcd decides.
+        assert_contains(
+            &with(|f| f.local_subnets = vec!["10.1.0.0/16".into()]),
+            &[
+                "--local-subnet 10.1.0.0/16: not with --etcd-endpoints:",
+                "its lease in etcd",
+            ],
+        );
+        assert_contains(
+            &with(|f| f.peers = vec!["10.2.0.0/16=192.0.2.2".into()]),
+            &[
+                "--peer 10.2.0.0/16=192.0.2.2: not with --etcd-endpoints:",
+                "leases in etcd",
+            ],
+        );
+        assert_contains(
+            &with(|f| f.encap = Some("vxlan".into())),
+            &["--encap vxlan: not with --etcd-endpoints:", "Backend"],
+        );
+        assert_contains(
+            &with(|f| f.vni = Some("1".into())),
+            &["--vni 1: not with --etcd-endpoints:", "VNI"],
+        );
+        // The public IP.
+        assert_eq!(
+            with(|f| f.public_ip = None),
+            ConfigError::NoPublicIp.to_string()
+        );
+        assert_contains(
+            &with(|f| f.public_ip = Some("fd18::1".into())),
+            &["--public-ip fd18::1:", "invalid IPv4 address"],
+        );
+        for bad in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255"] {
+            let f = Flags {
+                public_ip: Some(bad.into()),
+                ..etcd()
+            };
+            assert_contains(
+                &flag_error(&f),
+                &[&format!("--public-ip {bad}: {bad} is not a node address")],
+            );
+        }
+        assert_contains(
+            &with(|f| f.public_ipv6 = Some("198.18.0.1".into())),
+            &["--public-ipv6 198.18.0.1:", "invalid IPv6 address"],
+        );
+        assert_contains(
+            &with(|f| f.public_ipv6 = Some("::".into())),
+            &["--public-ipv6 :::", "not a node address"],
+        );
+        // Endpoints.
+        for bad in [
+            "",
+            "10.0.0.1:2379",
+            "unix:///run/etcd.sock",
+            "http://",
+            "http://10.0.0.1:2379/v3",
+            "http://10.0.0.1:2379,",
+            "http://a b",
+        ] {
+            let f = Flags {
+                etcd_endpoints: Some(bad.into()),
+                ..etcd()
+            };
+            let e = flag_error(&f);
+            assert_contains(&e, &["--etcd-endpoints", "invalid etcd endpoint"]);
+        }
+        // Paths, TLS pairs, prefix, timeout.
+        assert_contains(
+            &with(|f| f.etcd_certfile = Some("/c.pem".into())),
+            &["--etcd-certfile /c.pem:", "give --etcd-keyfile too"],
+        );
+        assert_contains(
+            &with(|f| f.etcd_keyfile = Some("/k.pem".into())),
+            &["--etcd-keyfile /k.pem:", "give --etcd-certfile too"],
+        );
+        assert_contains(
+            &with(|f| f.subnet_file = Some(String::new())),
+            &["--subnet-file \"\": empty path"],
+        );
+        assert_contains(
+            &with(|f| f.etcd_prefix = Some("coreos.com/network".into())),
+            &["--etcd-prefix coreos.com/network:", "starts with '/'"],
+        );
+        assert_contains(
+            &with(|f| f.etcd_start_timeout = Some("25h".into())),
+            &["--etcd-start-timeout 25h:", "out of range"],
+        );
+        assert_contains(
+            &with(|f| f.listen = Some("198.18.0.1:0".into())),
+            &["--listen 198.18.0.1:0:", "port 0"],
+        );
+        // etcd settings without etcd.
+        let local = flags_with_local(&["10.1.0.0/16"]);
+        for (f, name) in [
+            (
+                Flags {
+                    public_ip: Some("192.0.2.1".into()),
+                    ..local.clone()
+                },
+                "--public-ip 192.0.2.1",
+            ),
+            (
+                Flags {
+                    etcd_prefix: Some("/x".into()),
+                    ..local.clone()
+                },
+                "--etcd-prefix /x",
+            ),
+            (
+                Flags {
+                    subnet_file: Some("/s.env".into()),
+                    ..local.clone()
+                },
+                "--subnet-file /s.env",
+            ),
+            (
+                Flags {
+                    etcd_cafile: Some("/ca.pem".into()),
+                    ..local.clone()
+                },
+                "--etcd-cafile /ca.pem",
+            ),
+            (
+                Flags {
+                    etcd_start_timeout: Some("1s".into()),
+                    ..local.clone()
+                },
+                "--etcd-start-timeout 1s",
+            ),
+        ] {
+            assert_eq!(
+                flag_error(&f),
+                format!("{name}: applies with --etcd-endpoints only")
+            );
+        }
+        // Without etcd and without a subnet, the message says both ways.
+        assert_contains(
+            &flag_error(&Flags::default()),
+            &["--local-subnet", "--etcd-endpoints"],
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("24h"), Ok(MAX_ETCD_START_TIMEOUT));
+        for bad in ["", "s", "1.5s", "1 s", "1d", "+1s", "x"] {
+            assert_eq!(parse_duration(bad), Err(Problem::InvalidDuration), "{bad}");
+        }
+        for bad in ["-1s", "86401", "99999999999999999999h"] {
+            assert_eq!(
+                parse_duration(bad),
+                Err(Problem::DurationOutOfRange),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

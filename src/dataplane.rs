@@ -50,27 +50,56 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! As a node of a flannel network, whose subnet, wire format and routes come from etcd (what
+//! `tundra run --etcd-endpoints` does, and `Dataplane::start` with [`Config::etcd`] set):
+//!
+//! ```no_run
+//! use std::path::Path;
+//!
+//! use tundra::lease::{self, LeaseSource};
+//! use tundra::Dataplane;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cfg = lease::Config::new(vec!["http://10.0.0.1:2379".into()], "192.0.2.1".parse()?);
+//! // Our subnet, the network's backend, the first route set queued in `source`.
+//! let (network, our_lease, source) = LeaseSource::start(&cfg)?;
+//! let mut dataplane = Dataplane::builder()
+//!     .tun("flannel0")
+//!     .flannel(&network, &our_lease) // local subnets, format, VNI, VTEP MAC, listen address
+//!     .start()?;
+//! let (mtu, _) = dataplane.mtu();
+//! lease::write_subnet_file(Path::new(lease::DEFAULT_SUBNET_FILE), &network, &our_lease, mtu.into(), false)?;
+//! // From now on every route set is applied as one table version, on a thread of its own.
+//! dataplane.follow_leases(source, &our_lease)?;
+//! // ... until the daemon stops, or `dataplane.lease_lost()` says another node took our subnet.
+//! dataplane.shutdown()?; // the lease stays in etcd, for the next start
+//! # Ok(())
+//! # }
+//! ```
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{select, Receiver, Sender};
 use datapath::encap::VXLAN_OVERHEAD;
 use datapath::{Counters, Mac, Route, SharedTable, Table, TableError};
 use ipnet::IpNet;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{self, Config, ConfigError, Encap, IoMode, Offload};
+use crate::config::{self, Config, ConfigError, Encap, EtcdSettings, IoMode, Offload};
 use crate::control::metrics::{MetricsError, MetricsListener, MetricsServer};
 use crate::control::socket::{self, ControlSocket, SocketError};
-use crate::control::{self, Controller, RouteTxn, Stats};
+use crate::control::{self, ControlError, Controller, LeaseInfo, RouteTxn, Stats};
 pub use crate::io::Offloads;
 use crate::io::{poll, uring, Ctx};
+use crate::lease::{self, Lease, LeaseSource, NetworkConfig, RouteSet, Update};
 use crate::netdev::{self, NetConfig, NetdevError};
 use crate::sys;
 use crate::tun::{Tun, TunOffloads};
@@ -92,6 +121,9 @@ const THREAD_NICE: i32 = -10;
 /// the kernel's default of 500 would be 32 MiB of standing queue in front of tundra; 16 lost
 /// packets under one TCP stream (docs/decisions.md has the sweep).
 const TUN_QUEUE_LEN: u32 = 256;
+/// How long a route set from etcd that the control thread refused (a kernel route refused)
+/// waits before it is tried again, unless a newer one comes first.
+const ROUTE_SET_RETRY: Duration = Duration::from_secs(1);
 
 /// Why the dataplane could not start, or failed.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +155,23 @@ pub enum Error {
     ControlSocket(#[from] SocketError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The lease source did not start (etcd unreachable until the deadline, no usable network
+    /// config, no free subnet, ...).
+    #[error("etcd: {0}")]
+    Lease(#[from] lease::Error),
+    /// Our settings do not fit the flannel network.
+    #[error("{0}")]
+    Flannel(String),
+    #[error("cannot write the subnet file {}: {source}", path.display())]
+    SubnetFile { path: PathBuf, source: io::Error },
+    /// Another node holds our subnet now (our lease expired or was deleted while we could not
+    /// renew it, and was taken): this node must stop, as flanneld does; a restart takes a new
+    /// subnet.
+    #[error("our etcd lease {key} was lost: {reason}")]
+    LeaseLost { key: String, reason: String },
+    /// [`Dataplane::follow_leases`] was called twice.
+    #[error("this dataplane follows a lease source already")]
+    FollowsAlready,
 }
 
 /// A running dataplane: the TUN, the socket, the route table, the two datapath threads and the
@@ -139,6 +188,7 @@ pub struct Dataplane {
     encap: datapath::Encap,
     mtu: u16,
     tunnel_mtu: u16,
+    follower: Option<Follower>,
     _tun: Arc<Tun>,
 }
 
@@ -153,12 +203,29 @@ impl Dataplane {
     /// Starts the dataplane described by `config`, with its control socket and metrics
     /// endpoint if `config` asks for them.
     ///
+    /// With [`Config::etcd`] set, as a node of a flannel network: takes a subnet lease in etcd
+    /// ([`LeaseSource::start`], which waits for etcd until its start timeout), starts with the
+    /// lease's subnets, the network's wire format and the routes to every other node, writes
+    /// the subnet file, and follows the leases ([`Dataplane::follow_leases`]).
+    ///
     /// # Errors
     /// Invalid routes (with `vxlan`, a peer without a MAC among them), a socket that cannot be
     /// bound (UDP, control, metrics; a control socket another tundra answers on), `--io uring`
-    /// where io_uring cannot be set up, or a TUN device that cannot be opened or configured.
-    /// Nothing stays configured then.
+    /// where io_uring cannot be set up, or a TUN device that cannot be opened or configured;
+    /// with etcd, also a lease source that did not start, settings that do not fit the network
+    /// and a subnet file that cannot be written. Nothing stays configured then.
     pub fn start(config: &Config) -> Result<Dataplane, Error> {
+        match &config.etcd {
+            None => Dataplane::start_static(config),
+            Some(etcd) => {
+                let (network, lease, source) = start_lease(etcd, config.vtep_mac)?;
+                start_flannel(config, etcd, &network, &lease, source)
+            }
+        }
+    }
+
+    /// [`Dataplane::start`] of a configuration with every subnet and route given.
+    fn start_static(config: &Config) -> Result<Dataplane, Error> {
         let encap = config.wire_encap();
         let table = Table::build(encap.format(), &config.local_subnets, &config.peers, None)?;
         let io = resolve_io(config.io)?;
@@ -243,6 +310,7 @@ impl Dataplane {
             encap,
             mtu,
             tunnel_mtu,
+            follower: None,
             _tun: tun,
         };
         let control = std::thread::Builder::new()
@@ -348,6 +416,73 @@ impl Dataplane {
         (self.mtu, self.tunnel_mtu)
     }
 
+    /// Applies the route sets of `source`, the lease source that gave us `lease`, from now on:
+    /// each as one table version (one [`RouteTxn::replace_all`]: the datapath never sees half a
+    /// set), on a thread of its own, skipping to the newest when several are queued. A set the
+    /// control thread refuses (the kernel refused a route) is tried again a second later unless
+    /// a newer one comes. Stats and health carry a `"lease"` object ([`LeaseInfo`]) from then
+    /// on. When another node takes our subnet the thread stops and [`Dataplane::lease_lost`]
+    /// says so: the caller should shut down, as flanneld exits.
+    ///
+    /// Shutting the dataplane down stops the source; the lease stays in etcd.
+    ///
+    /// # Errors
+    /// [`Error::FollowsAlready`]; the thread could not be started.
+    pub fn follow_leases(&mut self, source: LeaseSource, lease: &Lease) -> Result<(), Error> {
+        self.follow(source, lease, None)
+    }
+
+    /// [`Dataplane::follow_leases`], with `applied` the set the table was built from.
+    fn follow(
+        &mut self,
+        source: LeaseSource,
+        lease: &Lease,
+        applied: Option<&RouteSet>,
+    ) -> Result<(), Error> {
+        if self.follower.is_some() {
+            return Err(Error::FollowsAlready);
+        }
+        let state = Arc::new(FollowState {
+            key: lease.key.clone(),
+            subnets: lease.local_subnets(),
+            status: source.status_handle(),
+            applied: Mutex::new(applied.map_or((0, 0), |s| (s.version, s.revision))),
+            apply_errors: AtomicU64::new(0),
+            lost: Mutex::new(None),
+        });
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let controller = self.controller.clone();
+        let thread_state = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("tundra-leases".into())
+            .spawn(move || follow(source, controller, thread_state, stopped))
+            .map_err(|source| Error::Thread {
+                thread: "leases",
+                source,
+            })?;
+        let report = state.clone();
+        self.controller
+            .set_lease_report(Some(Arc::new(move || report.info())));
+        self.follower = Some(Follower {
+            stop: Some(stop),
+            thread: Some(thread),
+            state,
+        });
+        Ok(())
+    }
+
+    /// Our etcd lease's key and why it is lost, once another node holds our subnet (see
+    /// [`Dataplane::follow_leases`]).
+    pub fn lease_lost(&self) -> Option<(String, String)> {
+        let follower = self.follower.as_ref()?;
+        follower
+            .state
+            .lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The name of a datapath thread that has ended on its own (it failed), if any.
     pub fn failed(&self) -> Option<&'static str> {
         self.threads
@@ -364,6 +499,10 @@ impl Dataplane {
     }
 
     fn stop_all(&mut self) -> Result<(), Error> {
+        // First: no route set may arrive at a control thread that is going away.
+        if let Some(mut follower) = self.follower.take() {
+            follower.stop();
+        }
         if let Some(server) = self.control_socket.take() {
             server.stop();
         }
@@ -428,6 +567,7 @@ impl Default for Builder {
                 configure: true,
                 control: None,
                 metrics: None,
+                etcd: None,
             },
         }
     }
@@ -536,6 +676,26 @@ impl Builder {
         self.config.metrics = Some(addr);
         self
     }
+    /// Routes every prefix of `routes` to its peer (with its MAC, `vxlan`): the first route set
+    /// of a lease source, say.
+    pub fn routes(mut self, routes: impl IntoIterator<Item = Route>) -> Self {
+        self.config.peers.extend(routes);
+        self
+    }
+    /// Settings of a node of a flannel network that holds `lease`: its subnets as the local
+    /// subnets, the network's wire format with its VNI and our VTEP MAC as published, and
+    /// (unless [`Builder::listen`] was called) the listen address: our public IP on the
+    /// backend's port, or `[::]` on it in a dual-stack vxlan network (its IPv6 peers are
+    /// reached over IPv6). Routes come from the lease source: [`Builder::routes`] or
+    /// [`Dataplane::follow_leases`].
+    pub fn flannel(mut self, network: &NetworkConfig, lease: &Lease) -> Self {
+        let listen = self
+            .listen_given
+            .then_some((self.config.listen.ip(), Some(self.config.listen.port())));
+        set_flannel(&mut self.config, listen, network, lease);
+        self.listen_given = true;
+        self
+    }
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -594,10 +754,16 @@ impl Builder {
 /// Runs the dataplane until SIGINT or SIGTERM, then shuts it down. SIGUSR1 prints the
 /// counters as one `stats {json}` line on stderr; so does the shutdown. SIGHUP calls `reload`
 /// for a fresh configuration and applies its route changes as one version, or refuses it whole
-/// (logged) if it is invalid or changes a setting that needs a restart.
+/// (logged) if it is invalid or changes a setting that needs a restart; a flannel node's routes
+/// follow etcd, so it only logs that.
+///
+/// A flannel node ([`Config::etcd`]) takes its lease before the signal handlers are installed:
+/// SIGINT or SIGTERM while it waits for etcd ends the process at once (nothing is configured
+/// yet; a lease taken stays in etcd). Once running, it stops with [`Error::LeaseLost`] when
+/// another node takes its subnet.
 ///
 /// # Errors
-/// A start error, a datapath thread that failed, or a cleanup error.
+/// A start error, a datapath thread that failed, a lost lease, or a cleanup error.
 pub fn run_until_signal(
     config: &Config,
     reload: impl Fn() -> Result<Config, ConfigError>,
@@ -606,22 +772,50 @@ pub fn run_until_signal(
     let term = Arc::new(AtomicBool::new(false));
     let usr1 = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
-    for (sig, flag) in [
-        (SIGINT, &term),
-        (SIGTERM, &term),
-        (SIGUSR1, &usr1),
-        (SIGHUP, &hup),
-    ] {
-        signal_hook::flag::register(sig, flag.clone()).map_err(Error::Signals)?;
-    }
-    let dataplane = Dataplane::start(config)?;
+    let register = || -> Result<(), Error> {
+        for (sig, flag) in [
+            (SIGINT, &term),
+            (SIGTERM, &term),
+            (SIGUSR1, &usr1),
+            (SIGHUP, &hup),
+        ] {
+            signal_hook::flag::register(sig, flag.clone()).map_err(Error::Signals)?;
+        }
+        Ok(())
+    };
+    let dataplane = match &config.etcd {
+        None => {
+            register()?;
+            Dataplane::start(config)?
+        }
+        Some(etcd) => {
+            let (network, lease, source) = start_lease(etcd, config.vtep_mac)?;
+            register()?;
+            start_flannel(config, etcd, &network, &lease, source)?
+        }
+    };
     let mut running = config.clone();
+    let mut lost = None;
     while !term.load(Ordering::Relaxed) && dataplane.failed().is_none() {
         std::thread::sleep(Duration::from_millis(50));
         if usr1.swap(false, Ordering::Relaxed) {
             eprintln!("stats {}", dataplane.stats().to_json());
         }
-        if hup.swap(false, Ordering::Relaxed) {
+        if let Some((key, reason)) = dataplane.lease_lost() {
+            tracing::error!(%key, %reason, "our etcd lease was lost to another node: stopping \
+                (a restart takes a new subnet)");
+            lost = Some(Error::LeaseLost { key, reason });
+            break;
+        }
+        if !hup.swap(false, Ordering::Relaxed) {
+            continue;
+        }
+        if running.etcd.is_some() {
+            tracing::warn!(
+                "SIGHUP: the routes follow the leases in etcd; nothing is reloaded \
+                (restart tundra to change its settings)"
+            );
+        } else {
             match reload_routes(&dataplane, &running, reload()) {
                 Ok((next, applied)) => {
                     tracing::info!(
@@ -640,10 +834,240 @@ pub fn run_until_signal(
     let stats = dataplane.stats();
     let result = dataplane.shutdown();
     eprintln!("stats {}", stats.to_json());
+    if let Some(lost) = lost {
+        return Err(lost);
+    }
     if result.is_ok() {
         tracing::info!("stopped");
     }
     result
+}
+
+/// Starts the lease source of a flannel node: waits for etcd (until `etcd.start_timeout`),
+/// reads the network config and takes our subnet.
+fn start_lease(
+    etcd: &EtcdSettings,
+    vtep_mac: Option<Mac>,
+) -> Result<(NetworkConfig, Lease, LeaseSource), Error> {
+    let started = LeaseSource::start(&etcd.lease_config(vtep_mac))?;
+    let (network, lease, _) = &started;
+    if vtep_mac.is_some() && matches!(network.backend, lease::Backend::Udp { .. }) {
+        return Err(Error::Flannel(format!(
+            "--vtep-mac applies to a vxlan network; the network config at {}/config says udp",
+            etcd.prefix.trim_end_matches('/')
+        )));
+    }
+    tracing::info!(key = %lease.key, subnet = %lease.subnet, ipv6_subnet = ?lease.ipv6_subnet,
+        origin = ?lease.origin, backend = network.backend.name(), "joined the flannel network");
+    Ok(started)
+}
+
+/// Starts the dataplane of a flannel node from its lease source (see [`Dataplane::start`]).
+fn start_flannel(
+    config: &Config,
+    etcd: &EtcdSettings,
+    network: &NetworkConfig,
+    lease: &Lease,
+    source: LeaseSource,
+) -> Result<Dataplane, Error> {
+    let mut resolved = config.clone();
+    // Resolved: a dataplane with every subnet and route given.
+    resolved.etcd = None;
+    set_flannel(&mut resolved, etcd.listen, network, lease);
+    if let (Some(mtu), Some(_)) = (config.mtu, lease.ipv6_subnet) {
+        if mtu < config::MIN_MTU_IPV6 {
+            return Err(Error::Flannel(format!(
+                "--mtu {mtu}: the network is dual stack (EnableIPv6), which needs an MTU of at least {}",
+                config::MIN_MTU_IPV6
+            )));
+        }
+    }
+    // The first route set (the initial list, queued by the start) becomes the first table:
+    // no moment without routes, and the underlay MTU is found towards a real peer.
+    let first = match source.updates().try_recv() {
+        Ok(Update::Routes(set)) => Some(set),
+        _ => None,
+    };
+    if let Some(set) = &first {
+        resolved.peers = set.routes.clone();
+    }
+    Builder::from(resolved)
+        .start()?
+        .flannel_started(network, lease, etcd, source, first)
+}
+
+impl Dataplane {
+    /// The rest of [`start_flannel`] once the datapath runs: the subnet file, the follower.
+    fn flannel_started(
+        mut self,
+        network: &NetworkConfig,
+        lease: &Lease,
+        etcd: &EtcdSettings,
+        source: LeaseSource,
+        first: Option<RouteSet>,
+    ) -> Result<Dataplane, Error> {
+        lease::write_subnet_file(&etcd.subnet_file, network, lease, self.mtu.into(), false)
+            .map_err(|source| Error::SubnetFile {
+                path: etcd.subnet_file.clone(),
+                source,
+            })?;
+        tracing::info!(path = %etcd.subnet_file.display(), mtu = self.mtu, "subnet file written");
+        self.follow(source, lease, first.as_ref())?;
+        Ok(self)
+    }
+}
+
+/// Makes `config` that of a node of `network` holding `lease` (see [`Builder::flannel`]);
+/// `listen` is the address given, with its port if one was.
+fn set_flannel(
+    config: &mut Config,
+    listen: Option<(IpAddr, Option<u16>)>,
+    network: &NetworkConfig,
+    lease: &Lease,
+) {
+    config.local_subnets = lease.local_subnets();
+    let port = network.backend.port();
+    match lease.encap() {
+        datapath::Encap::Udp => config.encap = Encap::Udp,
+        datapath::Encap::Vxlan { vni, mac } => {
+            config.encap = Encap::Vxlan;
+            config.vni = vni;
+            config.vtep_mac = Some(mac);
+        }
+    }
+    let dual_stack_vxlan = config.encap == Encap::Vxlan && lease.ipv6_subnet.is_some();
+    config.listen = match listen {
+        Some((ip, port_given)) => SocketAddr::new(ip, port_given.unwrap_or(port)),
+        None if dual_stack_vxlan => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port),
+        None => SocketAddr::new(lease.attrs.public_ip.into(), port),
+    };
+}
+
+/// The thread that applies a lease source's route sets (see [`Dataplane::follow_leases`]).
+struct Follower {
+    /// Dropped to stop the thread.
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    state: Arc<FollowState>,
+}
+
+impl Follower {
+    /// Stops the thread and with it the lease source (the lease stays in etcd).
+    fn stop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the lease thread panicked");
+            }
+        }
+    }
+}
+
+/// What the follower shares with stats and health.
+struct FollowState {
+    key: String,
+    subnets: Vec<IpNet>,
+    status: lease::StatusHandle,
+    /// The version and etcd revision of the set applied last.
+    applied: Mutex<(u64, i64)>,
+    apply_errors: AtomicU64,
+    /// Our key and why it is lost.
+    lost: Mutex<Option<(String, String)>>,
+}
+
+impl FollowState {
+    fn info(&self) -> LeaseInfo {
+        let status = self.status.get();
+        let (version, revision) = *self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        LeaseInfo {
+            key: self.key.clone(),
+            subnets: self.subnets.clone(),
+            version,
+            revision,
+            leases: status.leases,
+            routes: status.routes,
+            refused: status.refused.len(),
+            refused_total: status.refused_total,
+            ignored: status.ignored.len(),
+            relists: status.relists,
+            apply_errors: self.apply_errors.load(Ordering::Relaxed),
+            lost: self
+                .lost
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|(_, reason)| reason.clone()),
+        }
+    }
+}
+
+/// The follower thread: applies each route set (the newest of those queued) as one
+/// transaction until `stop` is dropped or our lease is lost; then drops the source.
+fn follow(
+    source: LeaseSource,
+    controller: Controller,
+    state: Arc<FollowState>,
+    stop: Receiver<()>,
+) {
+    let mut pending: Option<RouteSet> = None;
+    loop {
+        let wait = if pending.is_some() {
+            ROUTE_SET_RETRY
+        } else {
+            Duration::from_secs(3600)
+        };
+        let first = select! {
+            recv(stop) -> _ => return,
+            recv(source.updates()) -> update => match update {
+                Ok(update) => Some(update),
+                // The source's threads are gone: nothing will come any more.
+                Err(_) => return,
+            },
+            default(wait) => None,
+        };
+        // Each set is complete: only the newest queued one matters.
+        for update in first.into_iter().chain(source.updates().try_iter()) {
+            match update {
+                Update::Routes(set) => pending = Some(set),
+                Update::LeaseLost { key, reason } => {
+                    *state.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, reason));
+                    return;
+                }
+            }
+        }
+        let Some(set) = pending.take() else {
+            continue;
+        };
+        match controller
+            .routes()
+            .replace_all(set.routes.iter().copied())
+            .commit()
+        {
+            Ok(applied) => {
+                *state.applied.lock().unwrap_or_else(|e| e.into_inner()) =
+                    (set.version, set.revision);
+                if applied.added + applied.removed + applied.changed > 0 {
+                    tracing::info!(
+                        set = set.version,
+                        revision = set.revision,
+                        table_version = applied.version,
+                        added = applied.added,
+                        removed = applied.removed,
+                        changed = applied.changed,
+                        routes = applied.routes,
+                        "routes from etcd applied"
+                    );
+                }
+            }
+            Err(ControlError::Closed) => return,
+            Err(e) => {
+                state.apply_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(set = set.version, revision = set.revision, error = %e,
+                    retry_in = ?ROUTE_SET_RETRY, "route set from etcd refused");
+                pending = Some(set);
+            }
+        }
+    }
 }
 
 /// Applies a reloaded configuration's routes as one version, if nothing else changed.
@@ -653,7 +1077,7 @@ fn reload_routes(
     loaded: Result<Config, ConfigError>,
 ) -> Result<(Config, control::Applied), Box<dyn std::error::Error>> {
     let next = loaded?;
-    let fixed: [(&'static str, bool); 13] = [
+    let fixed: [(&'static str, bool); 14] = [
         ("tun", next.tun == running.tun),
         ("listen", next.listen == running.listen),
         ("local_subnets", next.local_subnets == running.local_subnets),
@@ -670,6 +1094,7 @@ fn reload_routes(
             "control",
             next.control == running.control && next.metrics == running.metrics,
         ),
+        ("etcd", next.etcd == running.etcd),
     ];
     if let Some((name, _)) = fixed.iter().find(|(_, same)| !same) {
         return Err(control::ControlError::NeedsRestart(name).into());
@@ -804,4 +1229,106 @@ fn tunnel_mtu(config: &Config) -> u16 {
         None => DEFAULT_UNDERLAY_MTU,
     };
     u16::try_from(underlay.saturating_sub(overhead)).unwrap_or(u16::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::{Backend, LeaseAttrs, Origin};
+
+    fn node(network: &str, v6: bool, mac: Option<&str>) -> (NetworkConfig, Lease) {
+        let network = NetworkConfig::parse(network.as_bytes()).unwrap();
+        let public_ipv6 = v6.then(|| "fd18::1".parse().unwrap());
+        let attrs = LeaseAttrs::ours(
+            network.backend,
+            "198.18.0.1".parse().unwrap(),
+            public_ipv6,
+            mac.map(|m| m.parse().unwrap()),
+        );
+        let lease = Lease {
+            subnet: "198.19.1.0/24".parse().unwrap(),
+            ipv6_subnet: v6.then(|| "fd19:0:0:1::/64".parse().unwrap()),
+            key: "/coreos.com/network/subnets/198.19.1.0-24".into(),
+            attrs,
+            origin: Origin::Allocated,
+            backend: network.backend,
+        };
+        (network, lease)
+    }
+
+    #[test]
+    fn flannel_settings_follow_the_network() {
+        // udp: our public IP on the network's port; both subnets local.
+        let (network, lease) = node(
+            r#"{"Network": "198.19.0.0/16", "EnableIPv6": true, "IPv6Network": "fd19::/48",
+                "Backend": {"Type": "udp", "Port": 9000}}"#,
+            true,
+            None,
+        );
+        let b = Dataplane::builder().flannel(&network, &lease);
+        let c = b.config();
+        assert_eq!(c.listen, "198.18.0.1:9000".parse().unwrap());
+        assert_eq!(c.encap, Encap::Udp);
+        assert_eq!(
+            c.local_subnets,
+            vec![
+                "198.19.1.0/24".parse::<IpNet>().unwrap(),
+                "fd19:0:0:1::/64".parse().unwrap()
+            ]
+        );
+        // vxlan: the VNI and the MAC published; dual stack listens on [::].
+        let mac = "0a:58:c6:13:01:00";
+        let (network, lease) = node(
+            r#"{"Network": "198.19.0.0/16", "EnableIPv6": true, "IPv6Network": "fd19::/48",
+                "Backend": {"Type": "vxlan", "VNI": 42}}"#,
+            true,
+            Some(mac),
+        );
+        assert_eq!(
+            network.backend,
+            Backend::Vxlan {
+                vni: 42,
+                port: 8472
+            }
+        );
+        let c = Dataplane::builder()
+            .flannel(&network, &lease)
+            .config()
+            .clone();
+        assert_eq!(c.listen, "[::]:8472".parse().unwrap());
+        assert_eq!(
+            c.wire_encap(),
+            datapath::Encap::Vxlan {
+                vni: 42,
+                mac: mac.parse().unwrap()
+            }
+        );
+        // A listen address given stays; without a port it takes the network's.
+        let c = Dataplane::builder()
+            .listen("198.18.0.1:4789".parse().unwrap())
+            .flannel(&network, &lease)
+            .config()
+            .clone();
+        assert_eq!(c.listen, "198.18.0.1:4789".parse().unwrap());
+        let mut config = c.clone();
+        set_flannel(
+            &mut config,
+            Some(("0.0.0.0".parse().unwrap(), None)),
+            &network,
+            &lease,
+        );
+        assert_eq!(config.listen, "0.0.0.0:8472".parse().unwrap());
+        // IPv4-only vxlan: our public IP.
+        let (network, lease) = node(
+            r#"{"Network": "198.19.0.0/16", "Backend": {"Type": "vxlan"}}"#,
+            false,
+            Some(mac),
+        );
+        let c = Dataplane::builder()
+            .flannel(&network, &lease)
+            .config()
+            .clone();
+        assert_eq!(c.listen, "198.18.0.1:8472".parse().unwrap());
+        assert_eq!(c.local_subnets.len(), 1);
+    }
 }

@@ -1,8 +1,10 @@
 //! `tundra`: parses the command line, sets up logging and runs the dataplane, or talks to a
 //! running one over its control socket (`tundra routes ...`, `tundra stats`).
 //!
-//! Exit status: 0 after a clean stop, 1 when setting up the dataplane failed, 2 for an invalid
-//! flag or config file (detected before anything on the system is touched). The client
+//! Exit status: 0 after a clean stop, 1 when setting up the dataplane failed (for a flannel node
+//! also: etcd not reached within its start timeout) or a flannel node's lease was lost to
+//! another node, 2 for an invalid flag or config file (detected before anything on the system
+//! is touched). The client
 //! commands: 0 on success, 1 if tundra is not reachable or refused the request, 2 for invalid
 //! arguments.
 

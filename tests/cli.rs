@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-const FLAGS: [&str; 16] = [
+const FLAGS: [&str; 25] = [
     "--tun",
     "--listen",
     "--local-subnet",
@@ -23,6 +23,15 @@ const FLAGS: [&str; 16] = [
     "--control",
     "--metrics",
     "--config",
+    "--etcd-endpoints",
+    "--etcd-prefix",
+    "--public-ip",
+    "--public-ipv6",
+    "--subnet-file",
+    "--etcd-cafile",
+    "--etcd-certfile",
+    "--etcd-keyfile",
+    "--etcd-start-timeout",
 ];
 
 /// A TUN name no other test (or test process) uses, so that its absence afterwards means
@@ -468,9 +477,109 @@ fn help_documents_every_flag() {
         "0.0.0.0:8472",
         ",mac=0a:58:c0:00:02:02",
         "vtep_mac = ",
+        "etcd_endpoints = ",
+        "public_ip = ",
+        "Default: /coreos.com/network",
+        "Default: /run/flannel/subnet.env",
+        "Default: 60s",
     ] {
         assert!(long.contains(text), "run --help does not mention {text}");
     }
+}
+
+/// A flannel node's flags: etcd, and our public IP.
+const ETCD: [&str; 4] = [
+    "--etcd-endpoints",
+    "http://198.18.0.10:2379",
+    "--public-ip",
+    "198.18.0.1",
+];
+
+fn with_etcd<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args: Vec<&str> = ETCD.to_vec();
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn bad_etcd_settings() {
+    // What the network config in etcd decides cannot be given too.
+    refused(
+        &with_etcd(&LOCAL),
+        &["error: --local-subnet 10.1.0.0/16: not with --etcd-endpoints"],
+    );
+    refused(
+        &with_etcd(&PEER),
+        &["error: --peer 10.2.0.0/16=192.0.2.2:8285: not with --etcd-endpoints"],
+    );
+    refused(
+        &with_etcd(&["--encap", "vxlan"]),
+        &["error: --encap vxlan: not with --etcd-endpoints", "Backend"],
+    );
+    refused(
+        &with_etcd(&["--vni", "2"]),
+        &["error: --vni 2: not with --etcd-endpoints"],
+    );
+    // Our address.
+    refused(
+        &["--etcd-endpoints", "http://198.18.0.10:2379"],
+        &["--etcd-endpoints needs --public-ip ADDR"],
+    );
+    let endpoint = &ETCD[..2];
+    refused(
+        &[endpoint, &["--public-ip", "localhost"]].concat(),
+        &["--public-ip localhost:", "invalid IPv4 address"],
+    );
+    refused(
+        &[endpoint, &["--public-ip", "0.0.0.0"]].concat(),
+        &["--public-ip 0.0.0.0: 0.0.0.0 is not a node address"],
+    );
+    refused(
+        &with_etcd(&["--public-ipv6", "198.18.0.1"]),
+        &["--public-ipv6 198.18.0.1:", "invalid IPv6 address"],
+    );
+    // etcd.
+    refused(
+        &[
+            "--etcd-endpoints",
+            "198.18.0.10:2379",
+            "--public-ip",
+            "198.18.0.1",
+        ],
+        &["--etcd-endpoints 198.18.0.10:2379:", "http://HOST:PORT"],
+    );
+    refused(
+        &with_etcd(&["--etcd-certfile", "/c.pem"]),
+        &["--etcd-certfile /c.pem:", "--etcd-keyfile"],
+    );
+    refused(
+        &with_etcd(&["--etcd-start-timeout", "forever"]),
+        &["--etcd-start-timeout forever:", "invalid duration"],
+    );
+    refused(
+        &with_etcd(&["--etcd-prefix", "coreos.com"]),
+        &["--etcd-prefix coreos.com:", "starts with '/'"],
+    );
+    // etcd settings without etcd.
+    refused(
+        &with_base(&["--public-ip", "198.18.0.1"]),
+        &["error: --public-ip 198.18.0.1: applies with --etcd-endpoints only"],
+    );
+    refused(
+        &with_base(&["--subnet-file", "/tmp/x.env"]),
+        &["error: --subnet-file /tmp/x.env: applies with --etcd-endpoints only"],
+    );
+    // The config file: the same, naming the line.
+    let dir = TempDir::new();
+    let file = dir.write(
+        "etcd.toml",
+        "etcd_endpoints = [\"http://198.18.0.10:2379\"]\npublic_ip = \"198.18.0.1\"\n\
+         peers = [\"10.2.0.0/16=192.0.2.2\"]\n",
+    );
+    refused(
+        &["--config", &file.to_string_lossy()],
+        &["line 3: peers 10.2.0.0/16=192.0.2.2: not with --etcd-endpoints"],
+    );
 }
 
 #[test]

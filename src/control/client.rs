@@ -161,6 +161,28 @@ pub fn stats_summary(stats: &Value) -> String {
     if stats["encap"].is_object() {
         let _ = writeln!(out, "encap {}", encap_summary(&stats["encap"]));
     }
+    if let Some(lease) = stats["lease"].as_object() {
+        let _ = writeln!(
+            out,
+            "lease {} ({}): route set {} at etcd revision {}, {} leases, {} routes, {} refused, {} ignored, {} relists",
+            lease.get("key").and_then(Value::as_str).unwrap_or("?"),
+            lease
+                .get("subnets")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
+            lease.get("version").map_or(0, n),
+            lease.get("revision").and_then(Value::as_i64).unwrap_or(0),
+            lease.get("leases").map_or(0, n),
+            lease.get("routes").map_or(0, n),
+            lease.get("refused").map_or(0, n),
+            lease.get("ignored").map_or(0, n),
+            lease.get("relists").map_or(0, n),
+        );
+        if let Some(lost) = lease.get("lost").and_then(Value::as_str) {
+            let _ = writeln!(out, "lease LOST: {lost}");
+        }
+    }
     let _ = writeln!(
         out,
         "tx {} packets, {} bytes",
@@ -285,5 +307,19 @@ mod tests {
             lines.last().copied(),
             Some("peer 198.18.0.2:8472 (mac 0a:58:c6:13:02:00): tx 0 packets 0 bytes, rx 0 packets 0 bytes, prefixes none")
         );
+        // A flannel node: its lease.
+        let stats = json!({
+            "encap": {"format": "udp"},
+            "lease": {"key": "/coreos.com/network/subnets/198.19.1.0-24",
+                      "subnets": ["198.19.1.0/24"], "version": 3, "revision": 17, "leases": 3,
+                      "routes": 2, "refused": 1, "refused_total": 1, "ignored": 0,
+                      "relists": 1, "apply_errors": 0},
+        });
+        let text = stats_summary(&stats);
+        assert_eq!(
+            text.lines().nth(2),
+            Some("lease /coreos.com/network/subnets/198.19.1.0-24 (198.19.1.0/24): route set 3 at etcd revision 17, 3 leases, 2 routes, 1 refused, 0 ignored, 1 relists")
+        );
+        assert!(!text.contains("LOST"));
     }
 }

@@ -300,6 +300,7 @@ mod tests {
             offloads: Default::default(),
             encap: Default::default(),
             port: 8285,
+            lease: None,
         };
         let text = render(&stats, 0);
         for line in [

@@ -99,6 +99,37 @@ fn mac_text<S: serde::Serializer>(mac: &Option<Mac>, s: S) -> Result<S::Ok, S::E
     }
 }
 
+/// What a flannel node's lease source reports (`Dataplane::follow_leases`), in `stats` and
+/// `health` as `"lease"`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LeaseInfo {
+    /// Our lease's etcd key and its subnets (the local subnets).
+    pub key: String,
+    pub subnets: Vec<IpNet>,
+    /// The route set applied last: its version (1: the initial list) and the etcd revision it
+    /// reflects.
+    pub version: u64,
+    pub revision: i64,
+    /// Other nodes' leases known, and the routes made from them.
+    pub leases: usize,
+    pub routes: usize,
+    /// Leases refused now (bad value, conflict), refusals since start, leases of another
+    /// backend ignored now.
+    pub refused: usize,
+    pub refused_total: u64,
+    pub ignored: usize,
+    /// Times the leases were listed again (a watch broke, etcd restarted, compaction).
+    pub relists: u64,
+    /// Route sets the control thread refused (retried; 0 unless the kernel refused a route).
+    pub apply_errors: u64,
+    /// Set when another node took our subnet: the node must stop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<String>,
+}
+
+/// Called for the current [`LeaseInfo`] whenever stats or health are asked for.
+pub(crate) type LeaseReport = Arc<dyn Fn() -> LeaseInfo + Send + Sync>;
+
 /// Counters of the whole dataplane and of each peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stats {
@@ -113,6 +144,8 @@ pub struct Stats {
     pub encap: datapath::Encap,
     /// The UDP socket's port.
     pub port: u16,
+    /// A flannel node's lease and the route sets applied from etcd; `None` without etcd.
+    pub lease: Option<LeaseInfo>,
 }
 
 impl Stats {
@@ -123,7 +156,7 @@ impl Stats {
             .iter()
             .map(|r| (r.as_str().to_owned(), c.drops[*r as usize].into()))
             .collect();
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "tx_packets": c.tx_packets,
             "tx_bytes": c.tx_bytes,
             "rx_packets": c.rx_packets,
@@ -138,7 +171,11 @@ impl Stats {
             "offload": offloads_json(self.offloads),
             "encap": encap_json(self.encap, self.port),
             "peers": self.peers,
-        })
+        });
+        if let Some(lease) = &self.lease {
+            json["lease"] = serde_json::json!(lease);
+        }
+        json
     }
 }
 
@@ -184,6 +221,8 @@ struct Shared {
     listen: SocketAddr,
     /// Datapath threads that ended while the dataplane was not stopping.
     failed: Mutex<Vec<&'static str>>,
+    /// A flannel node's lease report.
+    lease: Mutex<Option<LeaseReport>>,
 }
 
 /// A cheap, cloneable handle to a running dataplane's control side. `Send + Sync`: use it from
@@ -262,6 +301,22 @@ impl Controller {
         }
     }
 
+    /// Makes stats and health carry `report()` as `"lease"` (`None`: no more).
+    pub(crate) fn set_lease_report(&self, report: Option<LeaseReport>) {
+        *self.shared.lease.lock().unwrap_or_else(|e| e.into_inner()) = report;
+    }
+
+    /// The lease report, if this dataplane follows etcd leases.
+    pub fn lease(&self) -> Option<LeaseInfo> {
+        let report = self
+            .shared
+            .lease
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        report.map(|f| f())
+    }
+
     pub fn stats(&self) -> Stats {
         let table = self.table();
         Stats {
@@ -274,6 +329,7 @@ impl Controller {
             offloads: self.shared.offloads,
             encap: self.shared.encap,
             port: self.shared.listen.port(),
+            lease: self.lease(),
         }
     }
 }
@@ -515,6 +571,7 @@ pub(crate) fn new(
         encap,
         listen: config.listen,
         failed: Mutex::new(Vec::new()),
+        lease: Mutex::new(None),
     });
     let thread = ControlThread {
         rx,

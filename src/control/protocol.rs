@@ -489,8 +489,9 @@ fn routes(controller: &Controller, cmd: &str, ops: Vec<RouteOp>) -> Reply {
 pub fn health_json(controller: &Controller) -> Value {
     let stats = controller.stats();
     let failed = controller.failed_threads();
-    json!({
-        "status": if failed.is_empty() { "ok" } else { "degraded" },
+    let lost = stats.lease.as_ref().is_some_and(|l| l.lost.is_some());
+    let mut health = json!({
+        "status": if failed.is_empty() && !lost { "ok" } else { "degraded" },
         "failed_threads": failed,
         "uptime_secs": stats.uptime.as_secs_f64(),
         "version": env!("CARGO_PKG_VERSION"),
@@ -499,7 +500,11 @@ pub fn health_json(controller: &Controller) -> Value {
         "io": stats.io.to_string(),
         "offload": super::offloads_json(stats.offloads),
         "encap": super::encap_json(stats.encap, stats.port),
-    })
+    });
+    if let Some(lease) = &stats.lease {
+        health["lease"] = json!(lease);
+    }
+    health
 }
 
 #[cfg(test)]

@@ -246,6 +246,17 @@ pub struct Status {
     pub relists: u64,
 }
 
+/// See [`LeaseSource::status_handle`].
+#[derive(Clone)]
+pub struct StatusHandle(Arc<Mutex<Status>>);
+
+impl StatusHandle {
+    /// What the watcher knows now.
+    pub fn get(&self) -> Status {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// A running lease source: the watcher and renewer threads. Dropping it (or [`stop`]) stops
 /// them and keeps the lease in etcd, as flanneld does.
 ///
@@ -424,10 +435,13 @@ impl LeaseSource {
 
     /// What the watcher knows now.
     pub fn status(&self) -> Status {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.status_handle().get()
+    }
+
+    /// A handle on [`status`](LeaseSource::status) for another thread (a stats endpoint),
+    /// while this source is owned elsewhere. After the source stops it tells the last status.
+    pub fn status_handle(&self) -> StatusHandle {
+        StatusHandle(self.status.clone())
     }
 
     /// Stops following and renewing; the lease stays in etcd (it expires after its TTL unless
