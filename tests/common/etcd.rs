@@ -6,6 +6,10 @@
 //! ([`Etcd::run`]). Its `Drop` kills etcd (by pid), deletes the namespace and the data
 //! directory, on success and on panic. etcd can be stopped and started again on the same data
 //! ([`Etcd::restart`]), or a namespace made without etcd ([`Etcd::without_server`]).
+//! [`Etcd::start_on`] runs it in a namespace made by someone else instead, a host of a
+//! [`Cluster`](super::Cluster) say, listening on that host's underlay address, so that tundra
+//! nodes reach it; [`Cluster::start_tundra_args`] starts such a node with the flags a test
+//! chooses.
 //!
 //! The raw client ([`Etcd::put`], [`Etcd::delete`], ...) speaks etcd's JSON gateway directly
 //! with its own code, not tundra's, so it checks tundra against etcd rather than itself.
@@ -23,14 +27,14 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::{in_netns, ip, run_cmd, CMD_TIMEOUT};
+use super::{in_netns, ip, run_cmd, Cluster, Tundra, CMD_TIMEOUT, TUN};
 
 /// The client URL inside the namespace.
 pub const ENDPOINT: &str = "http://127.0.0.1:2379";
 /// Bound on etcd becoming ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// An etcd server in a namespace of its own.
+/// An etcd server in a namespace of its own (or of a cluster's host: [`Etcd::start_on`]).
 pub struct Etcd {
     pub ns: String,
     dir: PathBuf,
@@ -39,6 +43,10 @@ pub struct Etcd {
     /// With TLS ([`Etcd::start_tls`]): https with client certificates on 2379; the raw client
     /// uses plain http on 2381.
     tls: bool,
+    /// The client URL (plain http): [`ENDPOINT`], or the host's address with `start_on`.
+    endpoint: String,
+    /// Whether the namespace is ours to delete.
+    owns_ns: bool,
 }
 
 /// The PEM files of [`Etcd::start_tls`].
@@ -67,10 +75,29 @@ impl Etcd {
     /// A namespace (loopback up) with no etcd in it.
     pub fn without_server() -> Etcd {
         let ns = unique_name();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&ns);
-        fs::create_dir_all(&dir).expect("create etcd dir");
         ip(&["netns", "add", &ns]);
-        let e = Etcd {
+        let e = Etcd::new(ns.clone(), ns, ENDPOINT.to_owned(), true);
+        ip(&["-n", &e.ns, "link", "set", "lo", "up"]);
+        e
+    }
+
+    /// etcd running and ready in namespace `ns`, which someone else made (and deletes), with
+    /// its client URL `http://<addr>:2379` (peer traffic stays on that namespace's loopback).
+    pub fn start_on(ns: &str, addr: std::net::Ipv4Addr) -> Etcd {
+        let mut e = Etcd::new(
+            ns.to_owned(),
+            format!("{}-etcd", unique_name()),
+            format!("http://{addr}:2379"),
+            false,
+        );
+        e.spawn();
+        e
+    }
+
+    fn new(ns: String, dir_name: String, endpoint: String, owns_ns: bool) -> Etcd {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(dir_name);
+        fs::create_dir_all(&dir).expect("create etcd dir");
+        Etcd {
             ns,
             dir,
             child: None,
@@ -81,9 +108,14 @@ impl Etcd {
                 .timeout_global(Some(Duration::from_secs(10)))
                 .build()
                 .into(),
-        };
-        ip(&["-n", &e.ns, "link", "set", "lo", "up"]);
-        e
+            endpoint,
+            owns_ns,
+        }
+    }
+
+    /// The client URL for tundra (plain http; with TLS see [`Etcd::start_tls`]).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     /// etcd with TLS at [`ENDPOINT`] (`https://` instead of `http://`): a CA of its own, a
@@ -160,11 +192,11 @@ impl Etcd {
     }
 
     /// The URL the raw client uses.
-    fn raw_endpoint(&self) -> &'static str {
+    fn raw_endpoint(&self) -> &str {
         if self.tls {
             "http://127.0.0.1:2381"
         } else {
-            ENDPOINT
+            &self.endpoint
         }
     }
 
@@ -202,8 +234,8 @@ impl Etcd {
             .arg(d.join("ca.pem"))
             .arg("--client-cert-auth");
         } else {
-            cmd.args(["--listen-client-urls", ENDPOINT])
-                .args(["--advertise-client-urls", ENDPOINT]);
+            cmd.args(["--listen-client-urls", &self.endpoint])
+                .args(["--advertise-client-urls", &self.endpoint]);
         }
         let child = cmd
             .args([
@@ -401,10 +433,63 @@ impl Drop for Etcd {
             );
         }
         self.kill();
-        let out = run_cmd("ip", &["netns", "del", &self.ns], CMD_TIMEOUT);
-        if !out.success() {
-            eprintln!("[{}] cleanup failed:\n{out}", self.ns);
+        if self.owns_ns {
+            let out = run_cmd("ip", &["netns", "del", &self.ns], CMD_TIMEOUT);
+            if !out.success() {
+                eprintln!("[{}] cleanup failed:\n{out}", self.ns);
+            }
         }
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Cluster {
+    /// Starts `tundra run --tun TUN --control <its socket> ARGS` in node `i`'s namespace and
+    /// returns at once, with its pid (a flannel node finds its subnet and peers in etcd, so
+    /// what "configured" means is the test's to wait for). The cluster stops it and shows its
+    /// log like any other of its tundras.
+    pub fn start_tundra_args(&mut self, i: u8, args: &[String]) -> u32 {
+        assert!((1..=self.n).contains(&i), "node {i} is not in the cluster");
+        assert!(
+            self.tundras
+                .iter()
+                .all(|t| t.node != i || t.exited.is_some()),
+            "tundra already runs on node {i}"
+        );
+        let run = self.tundras.iter().filter(|t| t.node == i).count();
+        let mut control = self.log_dir.join(format!("node{i}.{run}.sock"));
+        // A Unix socket path has at most 107 bytes; a deep checkout may exceed it.
+        if control.as_os_str().len() > 100 {
+            control = std::env::temp_dir().join(format!("{}-n{i}.{run}.sock", self.prefix));
+        }
+        let mut all: Vec<String> = ["netns", "exec", &self.ns(i), env!("CARGO_BIN_EXE_tundra")]
+            .map(String::from)
+            .into();
+        all.extend(["run", "--tun", TUN, "--control"].map(String::from));
+        all.push(control.to_string_lossy().into_owned());
+        all.extend(args.iter().cloned());
+        let stderr_path = self.log_dir.join(format!("node{i}.{run}.stderr"));
+        let stdout_path = self.log_dir.join(format!("node{i}.{run}.stdout"));
+        let child = Command::new("ip")
+            .args(&all)
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout_path).expect("create stdout log"))
+            .stderr(File::create(&stderr_path).expect("create stderr log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn tundra: {e}"));
+        let pid = child.id();
+        eprintln!(
+            "[{}] node {i}: started tundra pid {pid}: ip {}",
+            self.prefix,
+            all.join(" ")
+        );
+        self.tundras.push(Tundra {
+            node: i,
+            child,
+            stderr_path,
+            control,
+            exited: None,
+        });
+        pid
     }
 }
