@@ -17,6 +17,9 @@
 //!   packet lost to a missing route, and a lease written after the restart is routed.
 //! - **etcd unreachable**: exit status 1 with a clear error after `--etcd-start-timeout`;
 //!   SIGTERM while waiting ends tundra at once.
+//! - **Embedded** (the library path of `examples/flannel-node.rs`): lease source, dataplane and
+//!   follower started in this process inside two node namespaces; the nodes reach each other,
+//!   and a node that leaves is unrouted.
 //! - **1,000 leases** make the first table version (and 1,000 kernel routes); 100 more written
 //!   together make one more (the times are printed).
 //!
@@ -826,4 +829,48 @@ fn a_thousand_leases_load_as_one_table_version() {
         running * 1e3
     );
     c.shutdown();
+}
+
+/// The library path an embedding daemon takes (`examples/flannel-node.rs`): in each of two
+/// node namespaces, this process starts a lease source, a dataplane built from the lease
+/// (`Builder::flannel`) and lets it follow the leases (`Dataplane::follow_leases`); the two
+/// nodes then reach each other's pods, and a node that leaves is unrouted.
+#[test]
+fn an_embedding_daemon_follows_the_leases_through_the_library() {
+    use tundra::lease::{self, LeaseSource};
+    use tundra::Dataplane;
+
+    // Three nodes for the switch etcd needs; the third stays empty.
+    let (c, etcd) = setup(
+        3,
+        r#"{"Network": "198.19.0.0/16", "Backend": {"Type": "udp"}}"#,
+    );
+    let start = |i: u8| {
+        pin(&c, i, false);
+        let mut cfg = lease::Config::new(vec![etcd.endpoint().into()], underlay_v4(i));
+        cfg.subnet_file = Some(subnet_file(&c, i));
+        common::in_netns(&c.ns(i), move || {
+            let (network, our, source) = LeaseSource::start(&cfg).expect("lease");
+            assert_eq!(our.subnet.to_string(), format!("198.19.{i}.0/24"));
+            let mut dp = Dataplane::builder()
+                .tun(TUN)
+                .flannel(&network, &our)
+                .start()
+                .expect("dataplane");
+            dp.follow_leases(source, &our).expect("follow");
+            dp
+        })
+    };
+    let one = start(1);
+    let two = start(2);
+    for (i, j) in [(1, 2), (2, 1)] {
+        let (src, dst) = (pod_v4(i).to_string(), pod_v4(j).to_string());
+        wait_ping(&c.ns(i), &src, &dst, CONVERGE_TIMEOUT);
+    }
+    // Node 2 goes and its lease is deleted: node 1 drops the route.
+    two.shutdown().expect("node 2 stops");
+    etcd.delete(&key(2, false));
+    wait_routes(&c, &[1], &[], &subnets(2, false), WITHIN);
+    assert!(one.lease_lost().is_none());
+    one.shutdown().expect("node 1 stops");
 }
