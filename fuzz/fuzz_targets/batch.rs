@@ -1,0 +1,178 @@
+//! The per-batch decisions (`datapath::batch`): `EgressBatch::push` and `IngressBatch::push`
+//! with any bytes and any receive metadata, in both wire formats.
+//!
+//! Input: `[flags:1][len:2][stride:2][sender:1][mtu:2][bytes...]`; flags pick the direction,
+//! the format (udp, or vxlan with the fixed VNI and MAC), the virtio-net header and GSO.
+//! The bytes go where the engine would read or receive them (a vnet header first, if any).
+//!
+//! Asserts: no panic; every span of every send, reply and write lies inside the slot buffer;
+//! a send's spans add up to its bytes plus one wire header per datagram, and each of its
+//! datagrams passes the receiving side's `Encap::decap` and holds one valid IP packet; a write
+//! is a virtio-net header (with offloads) followed by one valid IP packet for a local address.
+
+#![no_main]
+
+use datapath::batch::{EgressBatch, IngressBatch, RecvMeta, Span, SLOT_SIZE};
+use datapath::offload::{VnetHdr, VNET_HDR_LEN};
+use datapath::wire::IpPacket;
+use datapath::{Encap, Encapsulator, Table, WireFormat};
+use libfuzzer_sys::fuzz_target;
+use tundra_fuzz::{sender, table, Input, OURS, VNI};
+
+thread_local! {
+    static TABLES: [Table; 2] = [table(WireFormat::Udp), table(WireFormat::Vxlan)];
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = Input::new(data);
+    let flags = input.u8();
+    let len = usize::from(input.u16());
+    let stride = usize::from(input.u16());
+    let from = input.u8();
+    let mtu = usize::from(input.u16());
+    let bytes = input.rest();
+
+    let vxlan = flags & 2 != 0;
+    let vnet = flags & 4 != 0;
+    let gso = flags & 8 != 0;
+    let encap = if vxlan {
+        Encap::Vxlan {
+            vni: VNI,
+            mac: OURS,
+        }
+    } else {
+        Encap::Udp
+    };
+    let mut buf = vec![0u8; SLOT_SIZE];
+    TABLES.with(|tables| {
+        let t = &tables[usize::from(vxlan)];
+        if flags & 1 == 0 {
+            egress(t, encap, vnet, gso, &mut buf, bytes, len, mtu);
+        } else {
+            let port = if flags & 16 != 0 {
+                40000
+            } else if vxlan {
+                8472
+            } else {
+                8285
+            };
+            let meta = RecvMeta {
+                len,
+                from: (from != 0xff).then(|| sender(from, port)),
+                truncated: flags & 32 != 0,
+                stride,
+            };
+            ingress(t, encap, vnet, &mut buf, bytes, meta);
+        }
+    });
+});
+
+#[allow(clippy::too_many_arguments)]
+fn egress(
+    t: &Table,
+    encap: Encap,
+    vnet: bool,
+    gso: bool,
+    buf: &mut [u8],
+    bytes: &[u8],
+    len: usize,
+    mtu: usize,
+) {
+    let mut batch = EgressBatch::new(Encapsulator::new(mtu, 1000), encap, vnet, gso);
+    let (at, room) = batch.read_range();
+    let n = bytes.len().min(room);
+    buf[at..at + n].copy_from_slice(&bytes[..n]);
+    // The read length: what was copied, or a fuzzed one within the read range.
+    let len = if len & 0x8000 != 0 {
+        (len & 0x7fff).min(room)
+    } else {
+        n
+    };
+    let busy = batch.push(t, 0, buf, len, 1);
+    let hlen = encap.header_len();
+    let mut sends = 0;
+    batch.for_each_peer_run(t, |peer, run, spans| {
+        for send in run {
+            sends += 1;
+            let spans = &spans[send.spans.0 as usize..send.spans.1 as usize];
+            let total: usize = spans.iter().map(|s| inside(s, buf).len()).sum();
+            let datagrams = usize::from(send.datagrams);
+            assert!(datagrams >= 1);
+            assert_eq!(total, send.bytes as usize + datagrams * hlen);
+            // Split the send into datagrams (GSO: every one but the last `segment_size`).
+            let wire: Vec<u8> = spans.iter().flat_map(|s| s.of(buf)).copied().collect();
+            let size = match send.segment_size {
+                0 => wire.len(),
+                s => usize::from(s),
+            };
+            assert_eq!(wire.len().div_ceil(size.max(1)), datagrams);
+            for datagram in wire.chunks(size.max(1)) {
+                let receiver = match encap {
+                    Encap::Udp => Encap::Udp,
+                    Encap::Vxlan { vni, .. } => Encap::Vxlan {
+                        vni,
+                        mac: peer.mac.expect("a vxlan peer has a MAC"),
+                    },
+                };
+                let off = receiver
+                    .decap(datagram)
+                    .expect("the peer accepts our header");
+                assert_eq!(off, hlen);
+                let inner = IpPacket::new_checked(&datagram[off..]).expect("a valid packet");
+                assert!(!t.is_local(inner.dst_addr()));
+            }
+        }
+    });
+    for (slot, span) in batch.replies() {
+        assert_eq!(*slot, 0);
+        let reply = inside(span, buf);
+        let skip = if vnet { VNET_HDR_LEN } else { 0 };
+        assert!(
+            reply[..skip].iter().all(|&b| b == 0),
+            "a zero virtio-net header"
+        );
+        IpPacket::new_checked(&reply[skip..]).expect("a reply is a valid packet");
+    }
+    assert_eq!(busy, sends > 0 || !batch.replies().is_empty());
+}
+
+fn ingress(t: &Table, encap: Encap, vnet: bool, buf: &mut [u8], bytes: &[u8], meta: RecvMeta) {
+    let mut batch = IngressBatch::new(encap, vnet);
+    let (at, room) = batch.recv_range();
+    let n = bytes.len().min(room);
+    buf[at..at + n].copy_from_slice(&bytes[..n]);
+    let meta = RecvMeta {
+        len: if meta.len & 0x8000 != 0 {
+            meta.len & 0x7fff
+        } else {
+            n
+        },
+        ..meta
+    };
+    let busy = batch.push(t, 3, buf, meta);
+    assert_eq!(busy, !batch.writes().is_empty());
+    for write in batch.writes() {
+        assert_eq!(write.slot, 3);
+        let spans = batch.spans(write);
+        let bytes: Vec<u8> = spans.iter().flat_map(|s| inside(s, buf)).copied().collect();
+        let packet = if vnet {
+            let hdr = VnetHdr::parse(&bytes).expect("a valid virtio-net header");
+            assert_eq!(hdr.is_gso(), write.packets > 1);
+            &bytes[VNET_HDR_LEN..]
+        } else {
+            assert_eq!(write.packets, 1);
+            &bytes[..]
+        };
+        let ip = IpPacket::new_checked(packet).expect("a write is one valid packet");
+        assert!(t.is_local(ip.dst_addr()));
+    }
+    batch.count_peers(t);
+}
+
+/// The bytes of `span`, which must lie inside the slot buffer.
+fn inside<'a>(span: &Span, buf: &'a [u8]) -> &'a [u8] {
+    let start = span.start as usize;
+    let end = start + span.len as usize;
+    assert!(end <= buf.len(), "span {span:?} outside the slot buffer");
+    &buf[start..end]
+}
