@@ -7,12 +7,19 @@
 //! accessible to others). [`ControlSocket::serve`] starts the threads; [`Server::stop`] (or
 //! dropping it) stops them and removes the socket file.
 //!
-//! Limits: [`MAX_CONNECTIONS`] connections at once (one more gets an error line and is closed)
-//! and [`MAX_LINE`] bytes per request line (a longer one gets an error line and the connection
-//! is closed). Per-request errors are logged at debug level.
+//! A connection thread blocks only itself, so a slow client (a byte at a time, or one that
+//! never reads its replies) cannot hold up the others. What it can hold is one of the
+//! [`Limits::max_connections`] slots, and only for a bounded time: a connection that sends no
+//! complete request line within [`Limits::idle_timeout`] of being accepted or of its last
+//! reply gets an error line and is closed (trickling bytes does not extend the deadline), and
+//! one that does not take in a reply within [`Limits::write_timeout`] is closed. A line longer
+//! than [`MAX_LINE`] bytes gets an error line and the connection is closed. When every slot is
+//! taken, one more connection gets an error line and is closed. Per-request errors are logged
+//! at debug level.
 
 use std::fs;
 use std::io::{self, Read, Write};
+use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -20,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -29,12 +36,14 @@ use super::protocol::{self, Reply, MAX_LINE};
 use super::Controller;
 use crate::sys;
 
-/// Most connections served at once.
+/// Most connections served at once (the default of [`Limits::max_connections`]).
 pub const MAX_CONNECTIONS: usize = 16;
-/// How often an idle connection thread looks at the stop flag.
+/// The default of [`Limits::idle_timeout`].
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default of [`Limits::write_timeout`].
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a connection thread waiting for bytes looks at the stop flag and its deadline.
 const IDLE_CHECK: Duration = Duration::from_millis(200);
-/// A client that does not read its reply for this long is dropped.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -54,10 +63,37 @@ pub enum SocketError {
     },
 }
 
+/// What the control socket allows each client; [`Limits::default`] is what tundra uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most connections served at once; one more gets an error line and is closed.
+    pub max_connections: usize,
+    /// A connection that sends no complete request line for this long, counted from its
+    /// accept or from its last reply, gets an error line and is closed.
+    pub idle_timeout: Duration,
+    /// A connection whose client does not take in a reply for this long is closed.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// [`MAX_CONNECTIONS`], [`IDLE_TIMEOUT`], [`WRITE_TIMEOUT`].
+    fn default() -> Limits {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            idle_timeout: IDLE_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
+        }
+    }
+}
+
+/// Answers one request line (without its newline).
+type Respond = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
+
 /// A bound control socket, not served yet. Dropping it removes the socket file.
 pub struct ControlSocket {
     listener: Option<UnixListener>,
     owned: OwnedPath,
+    limits: Limits,
 }
 
 impl ControlSocket {
@@ -110,7 +146,15 @@ impl ControlSocket {
         Ok(ControlSocket {
             listener: Some(listener),
             owned,
+            limits: Limits::default(),
         })
+    }
+
+    /// Serves with `limits` instead of [`Limits::default`].
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> ControlSocket {
+        self.limits = limits;
+        self
     }
 
     /// The socket's path.
@@ -122,7 +166,14 @@ impl ControlSocket {
     ///
     /// # Errors
     /// The poller or the thread could not be set up; the socket file is removed then.
-    pub fn serve(mut self, controller: Controller) -> Result<Server, SocketError> {
+    pub fn serve(self, controller: Controller) -> Result<Server, SocketError> {
+        self.serve_with(Arc::new(move |line: &str| {
+            protocol::respond(&controller, line)
+        }))
+    }
+
+    /// [`ControlSocket::serve`] with any responder (the tests use a fake one).
+    fn serve_with(mut self, respond: Respond) -> Result<Server, SocketError> {
         let path = self.owned.path.clone();
         let io_err = |what, source| SocketError::Io {
             what,
@@ -152,7 +203,8 @@ impl ControlSocket {
             listener,
             poll,
             stop: stop.clone(),
-            controller,
+            respond,
+            limits: self.limits,
             active: Arc::new(AtomicUsize::new(0)),
             connections: Vec::new(),
         };
@@ -243,9 +295,12 @@ struct Accept {
     listener: UnixListener,
     poll: Poll,
     stop: Arc<AtomicBool>,
-    controller: Controller,
+    respond: Respond,
+    limits: Limits,
     active: Arc<AtomicUsize>,
-    connections: Vec<JoinHandle<()>>,
+    /// Each connection's thread, and a handle on its socket to shut it down at stop (a thread
+    /// blocked writing to a client that does not read would otherwise hold up the stop).
+    connections: Vec<(JoinHandle<()>, UnixStream)>,
 }
 
 impl Accept {
@@ -267,9 +322,12 @@ impl Accept {
                 break;
             }
             self.accept_all();
-            self.connections.retain(|c| !c.is_finished());
+            self.connections.retain(|(c, _)| !c.is_finished());
         }
-        for c in self.connections.drain(..) {
+        for (_, stream) in &self.connections {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        for (c, _) in self.connections.drain(..) {
             let _ = c.join();
         }
     }
@@ -285,31 +343,43 @@ impl Accept {
                     return;
                 }
             };
+            let Limits {
+                max_connections,
+                idle_timeout,
+                ..
+            } = self.limits;
+            if self.active.load(Ordering::Relaxed) >= max_connections {
+                tracing::debug!("control socket: connection refused, {max_connections} open");
+                let reply = Reply::Error(format!(
+                    "too many control connections (at most {max_connections}, each closed after {} s without a request); try again later",
+                    idle_timeout.as_secs_f64()
+                ));
+                // One non-blocking write: the accept thread never waits for a client. A new
+                // socket's buffer takes the line.
+                let _ = stream.set_nonblocking(true);
+                let _ = (&stream).write_all(format!("{}\n", reply.encode()).as_bytes());
+                continue;
+            }
             // Accepted sockets do not inherit O_NONBLOCK on Linux; make sure.
             if stream.set_nonblocking(false).is_err() {
                 continue;
             }
-            let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-            if self.active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-                tracing::debug!("control socket: connection refused, {MAX_CONNECTIONS} open");
-                let reply = Reply::Error(format!(
-                    "too many control connections (at most {MAX_CONNECTIONS}); try again later"
-                ));
-                let _ = (&stream).write_all(format!("{}\n", reply.encode()).as_bytes());
+            let Ok(handle) = stream.try_clone() else {
                 continue;
-            }
+            };
             self.active.fetch_add(1, Ordering::Relaxed);
             let guard = Active(self.active.clone());
-            let controller = self.controller.clone();
+            let respond = self.respond.clone();
             let stop = self.stop.clone();
+            let limits = self.limits;
             let spawned = std::thread::Builder::new()
                 .name("tundra-ctl-conn".into())
                 .spawn(move || {
                     let _guard = guard;
-                    serve_connection(stream, &controller, &stop);
+                    serve_connection(stream, &*respond, limits, &stop);
                 });
             match spawned {
-                Ok(handle) => self.connections.push(handle),
+                Ok(thread) => self.connections.push((thread, handle)),
                 Err(e) => tracing::warn!("control socket: cannot start a thread: {e}"),
             }
         }
@@ -325,9 +395,20 @@ impl Drop for Active {
     }
 }
 
-/// Answers request lines until the client closes, an I/O error, an oversized line, or stop.
-fn serve_connection(mut stream: UnixStream, controller: &Controller, stop: &AtomicBool) {
-    if let Err(e) = stream.set_read_timeout(Some(IDLE_CHECK)) {
+/// Answers request lines until the client closes, an I/O error, an oversized line, a deadline
+/// missed (no complete line within the idle timeout, a reply not taken in within the write
+/// timeout), or stop.
+fn serve_connection(
+    mut stream: UnixStream,
+    respond: &(dyn Fn(&str) -> Reply + Send + Sync),
+    limits: Limits,
+    stop: &AtomicBool,
+) {
+    // Short blocking waits both ways, so that the deadlines and the stop flag are looked at.
+    let set_up = stream
+        .set_read_timeout(Some(IDLE_CHECK))
+        .and_then(|()| stream.set_write_timeout(Some(IDLE_CHECK)));
+    if let Err(e) = set_up {
         tracing::debug!("control connection: {e}");
         return;
     }
@@ -335,33 +416,58 @@ fn serve_connection(mut stream: UnixStream, controller: &Controller, stop: &Atom
     let mut chunk = vec![0u8; 64 * 1024];
     // Bytes of `buf` known to hold no newline.
     let mut scanned = 0;
+    // The next complete line is due by then; a partial line does not move it.
+    let mut deadline = Instant::now() + limits.idle_timeout;
     loop {
         while let Some(at) = buf[scanned..].iter().position(|&b| b == b'\n') {
             let end = scanned + at;
             if end > MAX_LINE {
-                let _ = send(&mut stream, &too_long());
+                let _ = send(&mut stream, &too_long(), limits.write_timeout, stop);
                 return;
             }
-            let reply = answer(controller, &buf[..end]);
+            let reply = answer(respond, &buf[..end]);
             buf.drain(..=end);
             scanned = 0;
-            if send(&mut stream, &reply).is_err() {
+            if let Err(e) = send(&mut stream, &reply, limits.write_timeout, stop) {
+                tracing::debug!("control connection: reply not taken in, closing: {e}");
                 return;
             }
+            deadline = Instant::now() + limits.idle_timeout;
         }
         scanned = buf.len();
         if buf.len() > MAX_LINE {
-            let _ = send(&mut stream, &too_long());
+            let _ = send(&mut stream, &too_long(), limits.write_timeout, stop);
             return;
         }
         if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::debug!(
+                "control connection: no complete request line in {:?}, closing",
+                limits.idle_timeout
+            );
+            let _ = send(
+                &mut stream,
+                &Reply::Error(format!(
+                    "no complete request line in {} s; closing the connection",
+                    limits.idle_timeout.as_secs_f64()
+                )),
+                limits.write_timeout,
+                stop,
+            );
             return;
         }
         match stream.read(&mut chunk) {
             Ok(0) => {
                 // The client closed: a last line without its newline still gets its answer.
                 if !buf.is_empty() {
-                    let _ = send(&mut stream, &answer(controller, &buf));
+                    let _ = send(
+                        &mut stream,
+                        &answer(respond, &buf),
+                        limits.write_timeout,
+                        stop,
+                    );
                 }
                 return;
             }
@@ -389,10 +495,10 @@ fn too_long() -> Reply {
 }
 
 /// The reply to one line (at most [`MAX_LINE`] bytes).
-fn answer(controller: &Controller, line: &[u8]) -> Reply {
+fn answer(respond: &(dyn Fn(&str) -> Reply + Send + Sync), line: &[u8]) -> Reply {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let reply = match std::str::from_utf8(line) {
-        Ok(text) => protocol::respond(controller, text),
+        Ok(text) => respond(text),
         Err(e) => Reply::Error(format!("request is not UTF-8 ({e})")),
     };
     if let Reply::Error(e) = &reply {
@@ -401,10 +507,42 @@ fn answer(controller: &Controller, line: &[u8]) -> Reply {
     reply
 }
 
-fn send(stream: &mut UnixStream, reply: &Reply) -> io::Result<()> {
+/// Writes `reply` and its newline; gives up when the client has not taken it all in within
+/// `timeout` (however slowly it reads meanwhile), or at stop.
+fn send(
+    stream: &mut UnixStream,
+    reply: &Reply,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> io::Result<()> {
     let mut line = reply.encode();
     line.push('\n');
-    stream.write_all(line.as_bytes())
+    let deadline = Instant::now() + timeout;
+    let mut rest = line.as_bytes();
+    while !rest.is_empty() {
+        match stream.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        if !rest.is_empty() && (Instant::now() >= deadline || stop.load(Ordering::Relaxed)) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{} bytes of a reply not taken in within {timeout:?}",
+                    rest.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -468,5 +606,193 @@ mod tests {
         drop(socket);
         assert!(path.exists(), "removed a socket that was not ours");
         drop(other);
+    }
+
+    /// A server on `dir` with `limits` and a fake responder: `ping` gets `"pong"`, `big N` a
+    /// string of N bytes, anything else an error.
+    fn fake(dir: &Dir, limits: Limits) -> (PathBuf, Server) {
+        fs::create_dir_all(&dir.0).unwrap();
+        let path = dir.0.join("t.sock");
+        let respond: Respond = Arc::new(|line: &str| match line.split_once(' ') {
+            None if line == "ping" => Reply::Ok("pong".into()),
+            Some(("big", n)) => Reply::Ok("x".repeat(n.parse().unwrap()).into()),
+            _ => Reply::Error(format!("unknown: {line}")),
+        });
+        let server = ControlSocket::bind(&path)
+            .unwrap()
+            .with_limits(limits)
+            .serve_with(respond)
+            .unwrap();
+        (path, server)
+    }
+
+    fn connect(path: &Path) -> UnixStream {
+        let s = UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s
+    }
+
+    /// The next line from `s` (empty at end of stream; a reset, which a client whose last
+    /// bytes were not read gets after the final line, counts as the end too).
+    fn line(s: &mut UnixStream) -> String {
+        let mut out = Vec::new();
+        let mut byte = [0u8];
+        while matches!(s.read(&mut byte), Ok(1)) && byte[0] != b'\n' {
+            out.push(byte[0]);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Sends `ping` on `s` and checks the answer.
+    fn ping(s: &mut UnixStream) {
+        s.write_all(b"ping\n").unwrap();
+        assert_eq!(line(s), r#"{"ok":true,"result":"pong"}"#);
+    }
+
+    /// A connection that sends nothing is closed after the idle timeout, with an error line
+    /// that says why; so is one that trickles a byte at a time without ever ending its line.
+    /// Each request line answered starts the time again.
+    #[test]
+    fn idle_and_trickling_connections_are_closed() {
+        let dir = Dir::new("idle");
+        let idle_timeout = Duration::from_millis(1500);
+        let limits = Limits {
+            idle_timeout,
+            ..Limits::default()
+        };
+        let (path, _server) = fake(&dir, limits);
+
+        let start = Instant::now();
+        let mut idle = connect(&path);
+        let mut busy = connect(&path);
+        // `busy` sends a request every 100 ms, so is never idle for the whole timeout.
+        let mut trickle = connect(&path);
+        let mut trickled = 0;
+        while start.elapsed() < idle_timeout * 2 {
+            ping(&mut busy);
+            if trickle.write_all(b"p").is_ok() {
+                trickled += 1;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(trickled >= 3, "{trickled}");
+        for (what, s) in [("idle", &mut idle), ("trickling", &mut trickle)] {
+            assert_eq!(
+                Reply::decode(&line(s)),
+                Ok(Reply::Error(
+                    "no complete request line in 1.5 s; closing the connection".into()
+                )),
+                "{what}"
+            );
+            assert_eq!(line(s), "", "{what}: still open");
+        }
+        assert!(start.elapsed() >= idle_timeout);
+        ping(&mut busy);
+    }
+
+    /// Clients that take every slot and send nothing refuse further clients only until the
+    /// idle timeout closes them.
+    #[test]
+    fn idle_connections_free_their_slots() {
+        let dir = Dir::new("slots");
+        let limits = Limits {
+            idle_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        };
+        let (path, _server) = fake(&dir, limits);
+        let hogs: Vec<UnixStream> = (0..MAX_CONNECTIONS).map(|_| connect(&path)).collect();
+        // Each hog's thread counts once it is accepted: wait for the refusals to start.
+        let mut extra = connect(&path);
+        let refused = line(&mut extra);
+        assert!(
+            refused.contains("too many control connections (at most 16, each closed after 2 s without a request)"),
+            "{refused}"
+        );
+        // Some time after the timeout, a new client is served.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut again = connect(&path);
+            // A refused connection may be closed before the request is written.
+            let _ = again.write_all(b"ping\n");
+            if line(&mut again).contains("pong") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no slot freed after the idle timeout"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for mut hog in hogs {
+            assert!(line(&mut hog).contains("no complete request line"));
+        }
+    }
+
+    /// A client that sends requests but never reads its replies does not hold up the others,
+    /// and loses its connection (and slot) after the write timeout.
+    #[test]
+    fn a_client_that_never_reads_is_dropped() {
+        let dir = Dir::new("noread");
+        let limits = Limits {
+            max_connections: 2,
+            write_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        };
+        let (path, _server) = fake(&dir, limits);
+        let mut deaf = connect(&path);
+        deaf.set_write_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        // Replies of 1 MiB, more than the socket buffers hold.
+        for _ in 0..4 {
+            let _ = deaf.write_all(b"big 1048576\n");
+        }
+        let mut other = connect(&path);
+        let start = Instant::now();
+        for _ in 0..5 {
+            ping(&mut other);
+        }
+        assert!(start.elapsed() < Duration::from_secs(5));
+        // `deaf` gets closed: then `other` and one more fit in the two slots.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut third = connect(&path);
+            let _ = third.write_all(b"ping\n");
+            if line(&mut third).contains("pong") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the deaf client kept its slot");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ping(&mut other);
+    }
+
+    /// Stopping does not wait for a client that does not read, however long the write
+    /// timeout.
+    #[test]
+    fn stop_does_not_wait_for_clients() {
+        let dir = Dir::new("stop");
+        let limits = Limits {
+            write_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(600),
+            ..Limits::default()
+        };
+        let (path, server) = fake(&dir, limits);
+        let mut deaf = connect(&path);
+        deaf.set_write_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        for _ in 0..4 {
+            let _ = deaf.write_all(b"big 1048576\n");
+        }
+        let _idle = connect(&path);
+        let mut other = connect(&path);
+        ping(&mut other);
+        let start = Instant::now();
+        server.stop();
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "stop took {:?}",
+            start.elapsed()
+        );
+        assert!(!path.exists());
     }
 }
