@@ -430,7 +430,9 @@ pub fn subnet_key(v4: Ipv4Net, v6: Option<Ipv6Net>) -> String {
 ///
 /// # Errors
 /// [`FormatError::BadKey`] for anything else, a subnet with host bits set included (no node
-/// can own `10.244.1.5/24`).
+/// can own `10.244.1.5/24`), and so is a key that is not spelt as [`subnet_key`] writes it
+/// (`10.244.1.0-024`, `...&fd00:0:0:0::-64`): one subnet has one key, so two keys never name
+/// the same subnet.
 pub fn parse_subnet_key(key: &str) -> Result<(Ipv4Net, Option<Ipv6Net>), FormatError> {
     let bad = || FormatError::BadKey(key.to_owned());
     let (v4, v6) = match key.split_once('&') {
@@ -462,6 +464,9 @@ pub fn parse_subnet_key(key: &str) -> Result<(Ipv4Net, Option<Ipv6Net>), FormatE
             Some(v6)
         }
     };
+    if subnet_key(v4, v6) != key {
+        return Err(bad());
+    }
     Ok((v4, v6))
 }
 
@@ -817,6 +822,11 @@ mod tests {
             "10.244.1.0-24&fd00::1-64",
             "10.244.1.0/24",
             "config",
+            // Found by fuzz/fuzz_targets/lease.rs: other spellings of a subnet key.
+            "10.244.1.0-024",
+            "10.244.1.0-24&fd00:0:0:0::-64",
+            "10.244.1.0-24&FD00:0:0:1::-64",
+            "10.244.1.0-24&fd00:0:0:1:0:0:0:0-64",
         ] {
             assert!(parse_subnet_key(bad).is_err(), "{bad:?} parsed");
         }
