@@ -1418,3 +1418,303 @@ pub fn tcp_transfer(
         elapsed,
     })
 }
+
+// ---------------------------------------------------------------------------------------------
+// Faults: signals to a tundra, and a TCP stream that runs through a fault until told to end.
+
+impl Cluster {
+    /// The pid of node `i`'s newest tundra (`ip netns exec` execs it: the child is tundra).
+    pub fn pid(&mut self, i: u8) -> u32 {
+        self.tundra_mut(i).child.id()
+    }
+
+    /// Whether node `i`'s newest tundra still runs.
+    pub fn running(&mut self, i: u8) -> bool {
+        let t = self.tundra_mut(i);
+        if t.exited.is_some() {
+            return false;
+        }
+        match t.child.try_wait() {
+            Ok(Some(status)) => {
+                t.exited = Some(status);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Sends `signal` (`libc::SIGTERM`, `libc::SIGKILL`, ...) to node `i`'s newest tundra and
+    /// waits up to `timeout` for it to exit. Returns its status and the time from the signal to
+    /// its exit (polled every 2 ms), or `None` if it still runs (it is left running).
+    pub fn signal_and_wait(
+        &mut self,
+        i: u8,
+        signal: i32,
+        timeout: Duration,
+    ) -> Option<(ExitStatus, Duration)> {
+        let t = self.tundra_mut(i);
+        assert!(t.exited.is_none(), "tundra on node {i} has exited already");
+        let pid = i32::try_from(t.child.id()).expect("a pid fits in pid_t");
+        let sent = Instant::now();
+        // SAFETY: kill(2) reads no memory of ours; the pid is our unreaped child's, so it
+        // cannot have been reused.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {signal}): {}",
+            std::io::Error::last_os_error()
+        );
+        while sent.elapsed() < timeout {
+            if let Ok(Some(status)) = t.child.try_wait() {
+                let took = sent.elapsed();
+                t.exited = Some(status);
+                return Some((status, took));
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        None
+    }
+}
+
+/// A TCP connection from `src` in one namespace to `dst` in another that carries [`Stream`]
+/// bytes until [`LiveStream::finish`], for holding traffic through a fault. The receiver
+/// compares every byte with the expected stream as it arrives; [`LiveStream::received`]
+/// counts them. Every blocking call waits at most 1 s at a time, and the whole stream is
+/// bounded by the `timeout` given to [`live_stream`].
+pub struct LiveStream {
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    finish: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sender: Option<thread::JoinHandle<Result<(u64, u64), String>>>,
+    receiver: Option<thread::JoinHandle<Result<(u64, u64), String>>>,
+    start: Instant,
+}
+
+/// Starts a [`LiveStream`] from `src` (port 0: any) in `src_ns` to a receiver listening on
+/// `dst` in `dst_ns`; the sender writes at most `rate` bytes per second if given, else as
+/// fast as it can. Panics if the sockets cannot be set up.
+pub fn live_stream(
+    src_ns: &str,
+    src: std::net::SocketAddr,
+    dst_ns: &str,
+    dst: std::net::SocketAddr,
+    rate: Option<u64>,
+    timeout: Duration,
+) -> LiveStream {
+    use std::hash::Hasher as _;
+    use std::io::{ErrorKind, Write as _};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::sync::Arc;
+
+    use socket2::{Domain, Protocol, Socket, Type};
+
+    let hasher = std::collections::hash_map::DefaultHasher::new;
+    let transient = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+        )
+    };
+    let listener = in_netns(dst_ns, || TcpListener::bind(dst))
+        .unwrap_or_else(|e| panic!("bind receiver {dst} in {dst_ns}: {e}"));
+    let sock = in_netns(src_ns, || -> std::io::Result<Socket> {
+        let s = Socket::new(Domain::for_address(src), Type::STREAM, Some(Protocol::TCP))?;
+        s.bind(&src.into())?;
+        Ok(s)
+    })
+    .unwrap_or_else(|e| panic!("sender socket on {src} in {src_ns}: {e}"));
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let received = Arc::new(AtomicU64::new(0));
+    let finish = Arc::new(AtomicBool::new(false));
+
+    let counter = received.clone();
+    let receiver = thread::spawn(move || -> Result<(u64, u64), String> {
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(e) if transient(&e) && Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => return Err(format!("receiver: accept: {e}")),
+            }
+        };
+        conn.set_nonblocking(false).map_err(|e| e.to_string())?;
+        conn.set_read_timeout(Some(Duration::from_secs(1)))
+            .map_err(|e| e.to_string())?;
+        let (mut h, mut n) = (hasher(), 0u64);
+        let mut expected = Stream::new();
+        let mut want = vec![0u8; 1 << 16];
+        let (mut want_pos, mut want_len) = (0usize, 0usize);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "receiver: no end of stream within {timeout:?} ({n} bytes)"
+                ));
+            }
+            let got = match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(got) => got,
+                Err(e) if transient(&e) => continue,
+                Err(e) => return Err(format!("receiver: read after {n} bytes: {e}")),
+            };
+            h.write(&buf[..got]);
+            let mut k = 0;
+            while k < got {
+                if want_pos == want_len {
+                    expected.fill(&mut want);
+                    (want_pos, want_len) = (0, want.len());
+                }
+                let m = (got - k).min(want_len - want_pos);
+                if buf[k..k + m] != want[want_pos..want_pos + m] {
+                    let off = (0..m)
+                        .find(|&x| buf[k + x] != want[want_pos + x])
+                        .unwrap_or(0);
+                    return Err(format!(
+                        "received stream differs from the sent one at byte offset {}",
+                        n + (k + off) as u64
+                    ));
+                }
+                k += m;
+                want_pos += m;
+            }
+            n += got as u64;
+            counter.store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok((n, h.finish()))
+    });
+
+    let stop = finish.clone();
+    let sender = thread::spawn(move || -> Result<(u64, u64), String> {
+        sock.connect_timeout(&dst.into(), Duration::from_secs(20))
+            .map_err(|e| format!("connect {dst}: {e}"))?;
+        let mut conn: TcpStream = sock.into();
+        conn.set_write_timeout(Some(Duration::from_secs(1)))
+            .map_err(|e| e.to_string())?;
+        let (mut h, mut n) = (hasher(), 0u64);
+        let mut stream = Stream::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let began = Instant::now();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(rate) = rate {
+                let due = Duration::from_secs_f64(n as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(began.elapsed()) {
+                    thread::sleep(wait.min(Duration::from_millis(100)));
+                    continue;
+                }
+            }
+            stream.fill(&mut buf);
+            let mut off = 0;
+            while off < buf.len() {
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "sender: still sending after {timeout:?} ({n} bytes)"
+                    ));
+                }
+                match conn.write(&buf[off..]) {
+                    Ok(w) => off += w,
+                    Err(e) if transient(&e) => {}
+                    Err(e) => return Err(format!("sender: write after {n} bytes: {e}")),
+                }
+            }
+            h.write(&buf);
+            n += buf.len() as u64;
+        }
+        conn.flush().map_err(|e| e.to_string())?;
+        conn.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+        Ok((n, h.finish()))
+    });
+
+    LiveStream {
+        received,
+        finish,
+        sender: Some(sender),
+        receiver: Some(receiver),
+        start,
+    }
+}
+
+impl LiveStream {
+    /// Bytes received (and found identical to those sent) so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until `more` bytes have arrived beyond those received when called; returns how
+    /// long that took. Panics with the reason if the stream ends (an error on either side), or
+    /// after `timeout` saying what was missing.
+    pub fn wait_progress(&mut self, more: u64, timeout: Duration) -> Duration {
+        let from = self.received();
+        let start = Instant::now();
+        loop {
+            let got = self.received() - from;
+            if got >= more {
+                return start.elapsed();
+            }
+            let ended = [&self.sender, &self.receiver]
+                .iter()
+                .any(|h| h.as_ref().is_some_and(|h| h.is_finished()));
+            if ended {
+                let sender = self.sender.take().map(|h| h.join());
+                let receiver = self.receiver.take().map(|h| h.join());
+                panic!(
+                    "the stream ended after {got} of {more} more bytes: sender {sender:?}, receiver {receiver:?}"
+                );
+            }
+            if start.elapsed() >= timeout {
+                panic!(
+                    "the stream carried {got} of {more} more bytes within {timeout:?} (total {})",
+                    self.received()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Tells the sender to end the stream, waits for the receiver to read it all, and
+    /// compares both ends: the bytes moved, if every byte sent arrived, in order, identical.
+    ///
+    /// # Errors
+    /// Where it went wrong: an I/O error, a byte count or hash that differs, the first
+    /// offset where the received stream differs.
+    pub fn finish(mut self) -> Result<Transfer, String> {
+        self.finish
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let sent = self
+            .sender
+            .take()
+            .expect("finish runs once")
+            .join()
+            .map_err(|_| "sender thread panicked".to_owned())?;
+        let received = self
+            .receiver
+            .take()
+            .expect("finish runs once")
+            .join()
+            .map_err(|_| "receiver thread panicked".to_owned())?;
+        let (sent_n, sent_h) = sent?;
+        let (recv_n, recv_h) = received?;
+        if recv_n != sent_n {
+            return Err(format!("sent {sent_n} bytes, received {recv_n}"));
+        }
+        if recv_h != sent_h {
+            return Err("hash of the received stream differs from the sent one".to_owned());
+        }
+        Ok(Transfer {
+            bytes: recv_n,
+            elapsed: self.start.elapsed(),
+        })
+    }
+}
+
+impl Drop for LiveStream {
+    /// An unfinished stream (a test that panicked) is told to end; its threads end by
+    /// themselves within its timeout.
+    fn drop(&mut self) {
+        self.finish
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
