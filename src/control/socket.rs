@@ -19,7 +19,6 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -298,9 +297,9 @@ struct Accept {
     respond: Respond,
     limits: Limits,
     active: Arc<AtomicUsize>,
-    /// Each connection's thread, and a handle on its socket to shut it down at stop (a thread
-    /// blocked writing to a client that does not read would otherwise hold up the stop).
-    connections: Vec<(JoinHandle<()>, UnixStream)>,
+    /// Each connection's thread. None waits long for its client: reads and writes wait
+    /// [`IDLE_CHECK`] at a time, and between waits the thread looks at the stop flag.
+    connections: Vec<JoinHandle<()>>,
 }
 
 impl Accept {
@@ -322,12 +321,9 @@ impl Accept {
                 break;
             }
             self.accept_all();
-            self.connections.retain(|(c, _)| !c.is_finished());
+            self.connections.retain(|c| !c.is_finished());
         }
-        for (_, stream) in &self.connections {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        for (c, _) in self.connections.drain(..) {
+        for c in self.connections.drain(..) {
             let _ = c.join();
         }
     }
@@ -364,9 +360,6 @@ impl Accept {
             if stream.set_nonblocking(false).is_err() {
                 continue;
             }
-            let Ok(handle) = stream.try_clone() else {
-                continue;
-            };
             self.active.fetch_add(1, Ordering::Relaxed);
             let guard = Active(self.active.clone());
             let respond = self.respond.clone();
@@ -379,7 +372,7 @@ impl Accept {
                     serve_connection(stream, &*respond, limits, &stop);
                 });
             match spawned {
-                Ok(thread) => self.connections.push((thread, handle)),
+                Ok(thread) => self.connections.push(thread),
                 Err(e) => tracing::warn!("control socket: cannot start a thread: {e}"),
             }
         }
