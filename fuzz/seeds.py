@@ -164,6 +164,9 @@ LEASE = [
         ' "SubnetMax": "10.244.9.192", "Backend": {"Type": "vxlan", "VNI": 42, "Port": 4789}}'),
     (2, '{"EnableIPv6": true, "Network": "10.244.0.0/16", "IPv6Network": "fd00::/48",'
         ' "IPv6SubnetLen": 64, "Backend": {"Type": "vxlan"}}'),
+    # Regression: found by CI's fuzz smoke, SubnetMin above SubnetMax passed as a configuration.
+    (2, '{"Network" :"10.244.1.00/6", "SubnetLen": 26, "SubnetMin": "10.244.1.0",'
+        '"SubnetMax": "10.95.22.192", "Backend": {"Type": "vxlan", "VNI": 42, "Poxt": 4789}}'),
 ]
 
 

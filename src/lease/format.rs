@@ -343,6 +343,12 @@ fn check_v4(
         Some(m) if network.contains(&m) => m,
         Some(_) => return bad("SubnetMax is not in the range of the Network"),
     };
+    // flannel takes SubnetMin above SubnetMax and then finds no subnet to lease; say so now.
+    if min > max {
+        return Err(FormatError::Inconsistent(format!(
+            "SubnetMin {min} is above SubnetMax {max}"
+        )));
+    }
     let mask = u32::MAX << (32 - len);
     if u32::from(min) & mask != u32::from(min) {
         return Err(FormatError::Inconsistent(format!(
@@ -397,6 +403,11 @@ fn check_v6(
         Some(m) if network.contains(&m) => m,
         Some(_) => return bad("IPv6SubnetMax is not in the range of the IPv6Network"),
     };
+    if min > max {
+        return Err(FormatError::Inconsistent(format!(
+            "IPv6SubnetMin {min} is above IPv6SubnetMax {max}"
+        )));
+    }
     let mask = u128::MAX << (128 - len);
     for (name, addr) in [("IPv6SubnetMin", min), ("IPv6SubnetMax", max)] {
         if u128::from(addr) & mask != u128::from(addr) {
@@ -727,6 +738,16 @@ mod tests {
             (
                 r#"{"Network": "10.0.0.0/16", "SubnetMax": "10.0.3.4"}"#,
                 "SubnetMax is not on a SubnetLen boundary: 10.0.3.4",
+            ),
+            // Found by fuzz/lease in CI: an empty range passed as a configuration.
+            (
+                r#"{"Network": "10.0.0.0/16", "SubnetMin": "10.0.9.0", "SubnetMax": "10.0.3.0"}"#,
+                "SubnetMin 10.0.9.0 is above SubnetMax 10.0.3.0",
+            ),
+            (
+                r#"{"Network": "10.0.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/48",
+                    "IPv6SubnetMin": "fd00:0:0:9::", "IPv6SubnetMax": "fd00:0:0:3::"}"#,
+                "IPv6SubnetMin fd00:0:0:9:: is above IPv6SubnetMax fd00:0:0:3::",
             ),
             (
                 r#"{"Network": "10.0.0.0/16", "EnableIPv4": false}"#,
