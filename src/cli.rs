@@ -40,6 +40,7 @@ Flags of `tundra run` (see `tundra run --help` for details):
   --offload auto|on|off       TUN and UDP segmentation offloads [default: auto]
   --tun-queue-len N           TUN transmit queue length in packets [default: chosen by tundra]
   --socket-buffer BYTES       UDP send/receive buffer size, e.g. 4M [default: chosen by tundra]
+  --priority LEVEL            datapath threads: realtime, high or normal [default: realtime]
   --no-configure              do not set the TUN's MTU, addresses and routes
   --control PATH|none         control socket [default: /run/tundra/tundra.sock]
   --metrics [ADDR:]PORT       Prometheus metrics on http://ADDR:PORT/metrics [default: none]
@@ -85,6 +86,7 @@ Config file (--config), TOML, every key optional, unknown keys are an error:
   offload = \"auto\"
   tun_queue_len = 1000
   socket_buffer = \"4M\"               # or bytes: 4194304
+  priority = \"realtime\"
   configure = true
   control = \"/run/tundra/tundra.sock\"   # or \"none\"
   metrics = \"127.0.0.1:9100\"
@@ -380,6 +382,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", verbatim_doc_comment)]
     pub socket_buffer: Option<String>,
 
+    /// Scheduling of the datapath threads: realtime, high or normal [default: realtime]
+    ///
+    /// realtime: SCHED_FIFO at priority 1, so a packet's thread runs as soon
+    /// as the packet is there, the way the kernel's own datapath (softirq) runs
+    /// ahead of every task (high where that is not allowed); high: a short
+    /// scheduler slice and nice -10; normal: the process's own scheduling.
+    /// Default: realtime.   Example: --priority high
+    #[arg(long, value_name = "LEVEL", verbatim_doc_comment)]
+    pub priority: Option<String>,
+
     /// Do not configure the TUN device's MTU, addresses and routes
     ///
     /// Use the TUN device as it is, leaving its MTU, addresses, routes and
@@ -413,7 +425,7 @@ pub struct RunArgs {
     ///
     /// Keys: tun, listen, local_subnets (array), peers (array of
     /// "CIDR=ADDR:PORT[,mac=MAC]" strings), encap, vni, vtep_mac, mtu, io,
-    /// offload, tun_queue_len, socket_buffer, configure (bool), control,
+    /// offload, tun_queue_len, socket_buffer, priority, configure (bool), control,
     /// metrics, etcd_endpoints (array), etcd_prefix, public_ip, public_ipv6,
     /// subnet_file, etcd_cafile, etcd_certfile, etcd_keyfile,
     /// etcd_start_timeout; see the example below. A flag given on the command
@@ -521,6 +533,7 @@ impl From<RunArgs> for Flags {
             offload: args.offload,
             tun_queue_len: args.tun_queue_len,
             socket_buffer: args.socket_buffer,
+            priority: args.priority,
             no_configure: args.no_configure,
             config: args.config,
             control: args.control,

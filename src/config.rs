@@ -24,6 +24,7 @@
 //! offload = "auto"                # --offload
 //! tun_queue_len = 1000            # --tun-queue-len (omit: tundra's default)
 //! socket_buffer = "4M"            # --socket-buffer (or bytes: 4194304; omit: tundra's default)
+//! priority = "realtime"           # --priority: realtime, high or normal
 //! configure = true                # false: --no-configure
 //! control = "/run/tundra/tundra.sock" # --control ("none": no control socket)
 //! metrics = "127.0.0.1:9100"      # --metrics (omit: no metrics endpoint)
@@ -244,6 +245,43 @@ impl fmt::Display for Offload {
     }
 }
 
+/// How the datapath threads are scheduled against the applications whose packets they carry
+/// (docs/decisions.md has the measurements).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Priority {
+    /// `SCHED_FIFO` at the lowest real-time priority, as the kernel's own datapath (softirq)
+    /// runs ahead of every task; [`Priority::High`] where that is not allowed.
+    #[default]
+    Realtime,
+    /// A short scheduler slice and nice -10: ahead of the applications most of the time.
+    High,
+    /// The process's own scheduling.
+    Normal,
+}
+
+impl FromStr for Priority {
+    type Err = Problem;
+
+    fn from_str(s: &str) -> Result<Self, Problem> {
+        match s {
+            "realtime" => Ok(Priority::Realtime),
+            "high" => Ok(Priority::High),
+            "normal" => Ok(Priority::Normal),
+            _ => Err(Problem::UnknownPriority),
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Priority::Realtime => "realtime",
+            Priority::High => "high",
+            Priority::Normal => "normal",
+        })
+    }
+}
+
 /// A complete, validated configuration of one dataplane.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -271,6 +309,8 @@ pub struct Config {
     pub tun_queue_len: Option<u32>,
     /// Send and receive buffer size of the UDP socket in bytes; `None`: the dataplane's default.
     pub socket_buffer: Option<usize>,
+    /// How the datapath threads are scheduled.
+    pub priority: Priority,
     /// Whether tundra sets up the TUN's MTU, addresses and routes (`--no-configure`: false).
     pub configure: bool,
     /// Path of the control socket; `None`: no control socket.
@@ -345,6 +385,7 @@ pub struct Flags {
     pub offload: Option<String>,
     pub tun_queue_len: Option<String>,
     pub socket_buffer: Option<String>,
+    pub priority: Option<String>,
     pub no_configure: bool,
     /// `--config FILE`.
     pub config: Option<PathBuf>,
@@ -514,6 +555,8 @@ pub enum Problem {
     UnknownIo,
     #[error("unknown offload setting (expected auto, on or off)")]
     UnknownOffload,
+    #[error("unknown priority (expected realtime, high or normal)")]
+    UnknownPriority,
     #[error("overlaps local subnet {0}")]
     OverlapsLocal(IpNet),
     #[error("subnet {prefix} is already routed to {peer}")]
@@ -587,6 +630,7 @@ struct FileKeys {
     offload: Option<Spanned<String>>,
     tun_queue_len: Option<Spanned<i64>>,
     socket_buffer: Option<Spanned<Text>>,
+    priority: Option<Spanned<String>>,
     configure: Option<bool>,
     control: Option<Spanned<String>>,
     metrics: Option<Spanned<String>>,
@@ -989,6 +1033,15 @@ impl Config {
             Some(raw) => Some(raw.parse(parse_socket_buffer)?),
             None => None,
         };
+        let priority = match pick(
+            &flags.priority,
+            "--priority",
+            "priority",
+            keys.and_then(|k| k.priority.as_ref()),
+        ) {
+            Some(raw) => raw.parse(str::parse)?,
+            None => Priority::default(),
+        };
 
         let configure = !flags.no_configure && keys.and_then(|k| k.configure).unwrap_or(true);
 
@@ -1118,6 +1171,7 @@ impl Config {
             offload,
             tun_queue_len,
             socket_buffer,
+            priority,
             configure,
             control,
             metrics,
@@ -2021,6 +2075,7 @@ mod tests {
                 offload: Offload::Auto,
                 tun_queue_len: None,
                 socket_buffer: None,
+                priority: Priority::Realtime,
                 configure: true,
                 control: Some(PathBuf::from(DEFAULT_CONTROL)),
                 metrics: None,
@@ -2049,6 +2104,7 @@ mod tests {
             offload: Some("off".into()),
             tun_queue_len: Some("1000".into()),
             socket_buffer: Some("4M".into()),
+            priority: Some("normal".into()),
             no_configure: true,
             config: None,
             control: Some("/tmp/t.sock".into()),
@@ -2077,6 +2133,7 @@ mod tests {
         assert_eq!(config.offload, Offload::Off);
         assert_eq!(config.tun_queue_len, Some(1000));
         assert_eq!(config.socket_buffer, Some(4 << 20));
+        assert_eq!(config.priority, Priority::Normal);
         assert!(!config.configure);
         assert_eq!(config.control, Some(PathBuf::from("/tmp/t.sock")));
         assert_eq!(config.metrics, Some("127.0.0.1:9100".parse().unwrap()));
@@ -2226,6 +2283,10 @@ mod tests {
             &["--offload yes:", "auto, on or off"],
         );
         assert_contains(
+            &base(|f| f.priority = Some("rt".into())),
+            &["--priority rt:", "realtime, high or normal"],
+        );
+        assert_contains(
             &base(|f| f.tun_queue_len = Some("0".into())),
             &["--tun-queue-len 0:", "1..=100000"],
         );
@@ -2314,6 +2375,7 @@ io = "uring"
 offload = "on"
 tun_queue_len = 500
 socket_buffer = 1048576
+priority = "high"
 configure = false
 "#;
 
@@ -2348,6 +2410,7 @@ configure = false
                 offload: Offload::On,
                 tun_queue_len: Some(500),
                 socket_buffer: Some(1 << 20),
+                priority: Priority::High,
                 configure: false,
                 control: Some(PathBuf::from(DEFAULT_CONTROL)),
                 metrics: None,
@@ -2744,6 +2807,7 @@ configure = false
                 offload: Offload::Auto,
                 tun_queue_len: None,
                 socket_buffer: None,
+                priority: Priority::Realtime,
                 configure: true,
                 control: Some(PathBuf::from(DEFAULT_CONTROL)),
                 metrics: None,

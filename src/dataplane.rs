@@ -93,7 +93,7 @@ use datapath::{Counters, Mac, Route, SharedTable, Table, TableError};
 use ipnet::IpNet;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{self, Config, ConfigError, Encap, EtcdSettings, IoMode, Offload};
+use crate::config::{self, Config, ConfigError, Encap, EtcdSettings, IoMode, Offload, Priority};
 use crate::control::metrics::{MetricsError, MetricsListener, MetricsServer};
 use crate::control::socket::{self, ControlSocket, SocketError};
 use crate::control::{self, ControlError, Controller, LeaseInfo, RouteTxn, Stats};
@@ -117,6 +117,9 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// the slices of the applications sharing the CPU (see `sys::sched::set_priority`).
 const THREAD_SLICE: Duration = Duration::from_micros(100);
 const THREAD_NICE: i32 = -10;
+/// [`Priority::Realtime`]: the lowest `SCHED_FIFO` priority, below the kernel's interrupt
+/// threads (50) and anything an operator ranks above a dataplane.
+const THREAD_RT_PRIORITY: u32 = 1;
 /// The TUN's transmit queue with offloads, in packets: each may be a 64 KiB super-packet, so
 /// the kernel's default of 500 would be 32 MiB of standing queue in front of tundra; 16 lost
 /// packets under one TCP stream (docs/decisions.md has the sweep).
@@ -332,6 +335,7 @@ impl Dataplane {
             IoMode::Poll => (poll::egress, poll::ingress),
             _ => (uring::egress, uring::ingress),
         };
+        let priority = config.priority;
         for (name, f) in [("egress", egress), ("ingress", ingress)] {
             let ctx = ctx.clone();
             let watch = dataplane.controller.watch(name, ctx.stop.clone());
@@ -339,9 +343,7 @@ impl Dataplane {
                 .name(format!("tundra-{name}"))
                 .spawn(move || {
                     let _watch = watch;
-                    if let Err(e) = sys::sched::set_priority(THREAD_SLICE, THREAD_NICE) {
-                        tracing::debug!("no scheduler priority for the {name} thread: {e}");
-                    }
+                    schedule(name, priority);
                     f(ctx)
                 });
             match spawned {
@@ -372,6 +374,7 @@ impl Dataplane {
             vtep_mac,
             io = %io,
             offload = %OffloadsDisplay(offloads),
+            priority = %config.priority,
             mtu,
             tunnel_mtu,
             routes = config.peers.len(),
@@ -539,6 +542,21 @@ impl Drop for Dataplane {
     }
 }
 
+/// Schedules the calling datapath thread as `priority` asks, or as close to it as allowed.
+fn schedule(name: &str, priority: Priority) {
+    if priority == Priority::Realtime {
+        match sys::sched::set_realtime(THREAD_RT_PRIORITY) {
+            Ok(()) => return,
+            Err(e) => tracing::info!("{name} thread: no real-time priority ({e}); using high"),
+        }
+    }
+    if priority != Priority::Normal {
+        if let Err(e) = sys::sched::set_priority(THREAD_SLICE, THREAD_NICE) {
+            tracing::debug!("{name} thread: no scheduler priority: {e}");
+        }
+    }
+}
+
 /// Settings for [`Dataplane::start`], the same as the CLI's and the config file's.
 #[derive(Clone, Debug)]
 pub struct Builder {
@@ -564,6 +582,7 @@ impl Default for Builder {
                 offload: Offload::Auto,
                 tun_queue_len: None,
                 socket_buffer: None,
+                priority: Priority::Realtime,
                 configure: true,
                 control: None,
                 metrics: None,
@@ -659,6 +678,12 @@ impl Builder {
     /// choice.
     pub fn socket_buffer(mut self, bytes: usize) -> Self {
         self.config.socket_buffer = Some(bytes);
+        self
+    }
+    /// How the datapath threads are scheduled (see [`Priority`]); default:
+    /// [`Priority::Realtime`].
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.config.priority = priority;
         self
     }
     /// `false`: leave the TUN's MTU, addresses and routes to the caller.
@@ -1077,7 +1102,7 @@ fn reload_routes(
     loaded: Result<Config, ConfigError>,
 ) -> Result<(Config, control::Applied), Box<dyn std::error::Error>> {
     let next = loaded?;
-    let fixed: [(&'static str, bool); 14] = [
+    let fixed: [(&'static str, bool); 15] = [
         ("tun", next.tun == running.tun),
         ("listen", next.listen == running.listen),
         ("local_subnets", next.local_subnets == running.local_subnets),
@@ -1089,6 +1114,7 @@ fn reload_routes(
         ("offload", next.offload == running.offload),
         ("tun_queue_len", next.tun_queue_len == running.tun_queue_len),
         ("socket_buffer", next.socket_buffer == running.socket_buffer),
+        ("priority", next.priority == running.priority),
         ("configure", next.configure == running.configure),
         (
             "control",
