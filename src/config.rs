@@ -24,7 +24,7 @@
 //! offload = "auto"                # --offload
 //! tun_queue_len = 1000            # --tun-queue-len (omit: tundra's default)
 //! socket_buffer = "4M"            # --socket-buffer (or bytes: 4194304; omit: tundra's default)
-//! priority = "realtime"           # --priority: realtime, high or normal
+//! priority = "high"               # --priority: high, realtime or normal
 //! configure = true                # false: --no-configure
 //! control = "/run/tundra/tundra.sock" # --control ("none": no control socket)
 //! metrics = "127.0.0.1:9100"      # --metrics (omit: no metrics endpoint)
@@ -250,10 +250,11 @@ impl fmt::Display for Offload {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Priority {
     /// `SCHED_FIFO` at the lowest real-time priority, as the kernel's own datapath (softirq)
-    /// runs ahead of every task; [`Priority::High`] where that is not allowed.
-    #[default]
+    /// runs ahead of every task: less latency under load, less throughput (smaller batches);
+    /// [`Priority::High`] where that is not allowed.
     Realtime,
     /// A short scheduler slice and nice -10: ahead of the applications most of the time.
+    #[default]
     High,
     /// The process's own scheduling.
     Normal,
@@ -2075,7 +2076,7 @@ mod tests {
                 offload: Offload::Auto,
                 tun_queue_len: None,
                 socket_buffer: None,
-                priority: Priority::Realtime,
+                priority: Priority::High,
                 configure: true,
                 control: Some(PathBuf::from(DEFAULT_CONTROL)),
                 metrics: None,
@@ -2375,7 +2376,7 @@ io = "uring"
 offload = "on"
 tun_queue_len = 500
 socket_buffer = 1048576
-priority = "high"
+priority = "realtime"
 configure = false
 "#;
 
@@ -2410,7 +2411,7 @@ configure = false
                 offload: Offload::On,
                 tun_queue_len: Some(500),
                 socket_buffer: Some(1 << 20),
-                priority: Priority::High,
+                priority: Priority::Realtime,
                 configure: false,
                 control: Some(PathBuf::from(DEFAULT_CONTROL)),
                 metrics: None,
@@ -2807,7 +2808,7 @@ configure = false
                 offload: Offload::Auto,
                 tun_queue_len: None,
                 socket_buffer: None,
-                priority: Priority::Realtime,
+                priority: Priority::High,
                 configure: true,
                 control: Some(PathBuf::from(DEFAULT_CONTROL)),
                 metrics: None,

@@ -582,7 +582,7 @@ impl Default for Builder {
                 offload: Offload::Auto,
                 tun_queue_len: None,
                 socket_buffer: None,
-                priority: Priority::Realtime,
+                priority: Priority::High,
                 configure: true,
                 control: None,
                 metrics: None,
@@ -680,8 +680,7 @@ impl Builder {
         self.config.socket_buffer = Some(bytes);
         self
     }
-    /// How the datapath threads are scheduled (see [`Priority`]); default:
-    /// [`Priority::Realtime`].
+    /// How the datapath threads are scheduled (see [`Priority`]); default: [`Priority::High`].
     pub fn priority(mut self, priority: Priority) -> Self {
         self.config.priority = priority;
         self
