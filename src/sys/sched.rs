@@ -27,8 +27,7 @@ struct SchedAttr {
 /// # Errors
 /// The `sched_setattr` error (no privilege, or a kernel without it).
 pub fn set_priority(slice: Duration, nice: i32) -> io::Result<()> {
-    set(&SchedAttr {
-        size: std::mem::size_of::<SchedAttr>() as u32,
+    set(SchedAttr {
         nice,
         runtime: slice.as_nanos() as u64,
         ..SchedAttr::default()
@@ -45,17 +44,17 @@ pub fn set_priority(slice: Duration, nice: i32) -> io::Result<()> {
 /// # Errors
 /// The `sched_setattr` error (no privilege, or real-time scheduling not allowed here).
 pub fn set_realtime(priority: u32) -> io::Result<()> {
-    set(&SchedAttr {
-        size: std::mem::size_of::<SchedAttr>() as u32,
+    set(SchedAttr {
         policy: libc::SCHED_FIFO as u32,
         priority,
         ..SchedAttr::default()
     })
 }
 
-fn set(attr: &SchedAttr) -> io::Result<()> {
+fn set(mut attr: SchedAttr) -> io::Result<()> {
+    attr.size = std::mem::size_of::<SchedAttr>() as u32;
     // SAFETY: `attr` is a valid, initialised sched_attr of the size it declares, alive for
     // the call; pid 0 is the calling thread; the kernel only reads it.
-    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *const SchedAttr, 0) };
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw const attr, 0) };
     super::cvt(rc).map(drop)
 }
