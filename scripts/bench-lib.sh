@@ -163,6 +163,12 @@ sys_cpu_ticks() {
         b -= $5 + $6; print k, b; exit }' /proc/stat
 }
 
+# steal_ticks — "STEAL TOTAL" from /proc/stat, in clock ticks, all CPUs: the time the
+# hypervisor ran something else while this machine's CPUs wanted to run, and all time.
+steal_ticks() {
+    awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t; exit }' /proc/stat
+}
+
 # vmrss_mib PID — resident memory of PID in MiB.
 vmrss_mib() {
     awk '$1 == "VmRSS:" { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status"
@@ -199,6 +205,7 @@ METRICS = {
     "ping_idle_p99_ms": ("ping idle p99", "lower", True),
     "ping_load_p50_ms": ("ping under load p50", "lower", True),
     "ping_load_p99_ms": ("ping under load p99", "lower", True),
+    "ping_load_steal_pct": ("host steal during the loaded ping", "lower", False),
     "cpu_s_per_gb": ("CPU per GB (see note)", "lower", True),
     "cpu_total_s_per_gb": ("CPU per GB, whole machine", "lower", True),
     "rss_mib": ("tundra resident memory", "lower", True),
