@@ -387,8 +387,8 @@ pub struct RunArgs {
     /// high: a short scheduler slice and nice -10; realtime: SCHED_FIFO at
     /// priority 1, so a packet's thread runs as soon as the packet is there,
     /// the way the kernel's own datapath (softirq) runs ahead of every task:
-    /// about half the ping latency under load, for about a fifth less TCP
-    /// throughput (high where it is not allowed); normal: the process's own
+    /// often (not always) less ping latency under load, for about a fifth less
+    /// TCP throughput (high where it is not allowed); normal: the process's own
     /// scheduling.
     /// Default: high.   Example: --priority realtime
     #[arg(long, value_name = "LEVEL", verbatim_doc_comment)]
