@@ -3,13 +3,13 @@
 //! whatever has completed.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 
 use datapath::batch::{EgressBatch, IngressBatch};
 use datapath::DropReason;
 
 use super::{gso_refused, Ctx, DropLog, BATCH, SUPER_BATCH, TICK};
-use crate::sys::uring::{Completion, Op, Ring};
+use crate::sys::uring::{Completion, File, Op, Ring};
 
 /// Slots per ring: reads (or receives) kept in flight plus room for sends and writes in flight.
 const SLOTS: usize = 4 * BATCH;
@@ -17,7 +17,7 @@ const ENTRIES: u32 = 2 * SLOTS as u32;
 
 /// Whether io_uring can be set up here (a ring of the size the loops use).
 pub fn probe() -> io::Result<()> {
-    Ring::new(ENTRIES, 1).map(drop)
+    Ring::new(ENTRIES, 1, &[]).map(drop)
 }
 
 /// Reads (or receives) kept in flight: a fixed number, not [`super::BatchSize`]'s, because
@@ -31,6 +31,10 @@ fn in_flight(ctx: &Ctx) -> usize {
         BATCH
     }
 }
+
+/// The files every ring registers ([`Slots::new`]).
+const TUN: File = File(0);
+const UDP: File = File(1);
 
 /// Slots not in flight, as a stack.
 struct FreeSlots(Vec<u16>);
@@ -55,9 +59,11 @@ struct Slots {
 }
 
 impl Slots {
-    fn new() -> io::Result<Slots> {
+    /// A ring with the TUN and the UDP socket registered as [`TUN`] and [`UDP`].
+    fn new(ctx: &Ctx) -> io::Result<Slots> {
+        let files = [ctx.tun.as_raw_fd(), ctx.udp.as_raw_fd()];
         Ok(Slots {
-            ring: Ring::new(ENTRIES, SLOTS)?,
+            ring: Ring::new(ENTRIES, SLOTS, &files)?,
             free: FreeSlots::all(SLOTS),
             done: Vec::with_capacity(2 * SLOTS),
         })
@@ -85,16 +91,15 @@ impl Slots {
 /// egress batch, queues the sends it asks for (grouped by peer) and any ICMP error back into
 /// the TUN, re-arms the reads, and submits it all with one `io_uring_enter`.
 pub fn egress(ctx: Ctx) -> io::Result<()> {
-    let mut slots = Slots::new()?;
+    let mut slots = Slots::new(&ctx)?;
     let mut batch = ctx.egress_batch();
-    let (tun, udp) = (ctx.tun.as_raw_fd(), ctx.udp.as_raw_fd());
     let range = batch.read_range();
     let (mut reads, size) = (0, in_flight(&ctx));
     let mut log = DropLog::new("egress");
     while !ctx.stopped() {
         while reads < size {
             let Some(slot) = slots.free.pop() else { break };
-            slots.ring.read(tun, slot, range)?;
+            slots.ring.read(TUN, slot, range)?;
             reads += 1;
         }
         slots.round()?;
@@ -126,7 +131,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
             }
             slots.release(&c);
         }
-        queue_egress(&ctx, &mut slots.ring, &mut batch, &table, tun, udp)?;
+        queue_egress(&ctx, &mut slots.ring, &mut batch, &table)?;
         // Every round, also one with only send or ICMP completions, so the counters never lag.
         log.note(&batch.local);
         ctx.counters.absorb(&mut batch.local);
@@ -140,11 +145,9 @@ fn queue_egress(
     ring: &mut Ring,
     batch: &mut EgressBatch,
     table: &datapath::Table,
-    tun: RawFd,
-    udp: RawFd,
 ) -> io::Result<()> {
     for &(slot, span) in batch.replies() {
-        ring.writev(tun, usize::from(slot), 1, &[span])?;
+        ring.writev(TUN, usize::from(slot), 1, &[span])?;
     }
     let mut res = Ok(());
     batch.for_each_peer_run(table, |peer, run, spans| {
@@ -153,7 +156,7 @@ fn queue_egress(
             if res.is_ok() {
                 let spans = &spans[s.spans.0 as usize..s.spans.1 as usize];
                 let (slot, part) = (usize::from(s.slot), usize::from(s.part));
-                res = ring.send(udp, slot, part, spans, &addr, s.segment_size);
+                res = ring.send(UDP, slot, part, spans, &addr, s.segment_size);
             }
         }
     });
@@ -166,16 +169,15 @@ fn queue_egress(
 /// train) to the ingress batch, queues the TUN writes it asks for, re-arms the receives, and
 /// submits it all at once.
 pub fn ingress(ctx: Ctx) -> io::Result<()> {
-    let mut slots = Slots::new()?;
+    let mut slots = Slots::new(&ctx)?;
     let mut batch = ctx.ingress_batch();
-    let (tun, udp) = (ctx.tun.as_raw_fd(), ctx.udp.as_raw_fd());
     let range = batch.recv_range();
     let (mut recvs, size) = (0, in_flight(&ctx));
     let mut log = DropLog::new("ingress");
     while !ctx.stopped() {
         while recvs < size {
             let Some(slot) = slots.free.pop() else { break };
-            slots.ring.recv(udp, slot, range)?;
+            slots.ring.recv(UDP, slot, range)?;
             recvs += 1;
         }
         slots.round()?;
@@ -208,7 +210,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
             }
             slots.release(&c);
         }
-        queue_ingress(&mut slots.ring, &batch, tun)?;
+        queue_ingress(&mut slots.ring, &batch)?;
         batch.count_peers(&table);
         log.note(&batch.local);
         ctx.counters.absorb(&mut batch.local);
@@ -216,9 +218,9 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
     Ok(())
 }
 
-fn queue_ingress(ring: &mut Ring, batch: &IngressBatch, tun: RawFd) -> io::Result<()> {
+fn queue_ingress(ring: &mut Ring, batch: &IngressBatch) -> io::Result<()> {
     for w in batch.writes() {
-        ring.writev(tun, usize::from(w.slot), w.packets, batch.spans(w))?;
+        ring.writev(TUN, usize::from(w.slot), w.packets, batch.spans(w))?;
     }
     Ok(())
 }

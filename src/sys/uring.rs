@@ -30,6 +30,16 @@ pub enum Op {
     Recv = 4,
 }
 
+/// A file registered with a [`Ring`]: its index in the `files` given to [`Ring::new`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct File(pub u32);
+
+impl File {
+    fn fixed(self) -> types::Fixed {
+        types::Fixed(self.0)
+    }
+}
+
 /// One finished operation: its slot, its kind, how many datagrams or packets it carried
 /// (sends and writes) and the kernel's result (bytes, or `-errno`).
 #[derive(Clone, Copy, Debug)]
@@ -68,12 +78,14 @@ pub struct Ring {
 }
 
 impl Ring {
-    /// A ring with `entries` submission entries and `slots` slots.
+    /// A ring with `entries` submission entries and `slots` slots, and `files` registered
+    /// with it: an operation names one by its index ([`File`]), and the kernel skips taking
+    /// and dropping a reference to the file on every operation (`IOSQE_FIXED_FILE`).
     ///
     /// # Errors
     /// When io_uring cannot be set up: kernel without it, `kernel.io_uring_disabled`, or a
     /// seccomp profile that forbids `io_uring_setup` (EPERM / ENOSYS).
-    pub fn new(entries: u32, slots: usize) -> io::Result<Ring> {
+    pub fn new(entries: u32, slots: usize, files: &[RawFd]) -> io::Result<Ring> {
         let cq = entries.max(slots as u32) * 2;
         let ring = IoUring::builder()
             .setup_single_issuer()
@@ -81,6 +93,9 @@ impl Ring {
             .setup_cqsize(cq)
             .build(entries)
             .or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))?;
+        if !files.is_empty() {
+            ring.submitter().register_files(files)?;
+        }
         let metas: Box<[Meta]> = (0..slots)
             .map(|_| {
                 // SAFETY: msghdr, iovec and sockaddr_storage are plain C structs and the
@@ -105,33 +120,33 @@ impl Ring {
         &mut self.bufs[slot * SLOT_SIZE..(slot + 1) * SLOT_SIZE]
     }
 
-    /// Queues a read from `fd` into `slot` at `range` (offset, length).
-    pub fn read(&mut self, fd: RawFd, slot: usize, range: (usize, usize)) -> io::Result<()> {
+    /// Queues a read from `file` into `slot` at `range` (offset, length).
+    pub fn read(&mut self, file: File, slot: usize, range: (usize, usize)) -> io::Result<()> {
         let ptr = self.bufs[slot * SLOT_SIZE + range.0..].as_mut_ptr();
-        let sqe = opcode::Read::new(types::Fd(fd), ptr, range.1 as u32).build();
+        let sqe = opcode::Read::new(file.fixed(), ptr, range.1 as u32).build();
         self.push(sqe, Op::Read, slot, 1)
     }
 
-    /// Queues a `writev` of `spans` of `slot` to `fd`, one packet or a super-packet of
+    /// Queues a `writev` of `spans` of `slot` to `file`, one packet or a super-packet of
     /// `packets`.
     pub fn writev(
         &mut self,
-        fd: RawFd,
+        file: File,
         slot: usize,
         packets: u16,
         spans: &[Span],
     ) -> io::Result<()> {
         let (iov, n) = self.take_iovs(slot, spans)?;
-        let sqe = opcode::Writev::new(types::Fd(fd), iov, n as u32).build();
+        let sqe = opcode::Writev::new(file.fixed(), iov, n as u32).build();
         self.push(sqe, Op::Write, slot, packets)
     }
 
-    /// Queues a `sendmsg` of `spans` of `slot` to `addr` on socket `fd`, with message header
+    /// Queues a `sendmsg` of `spans` of `slot` to `addr` on socket `file`, with message header
     /// `msg` of the slot (each send of a slot in flight needs its own), and with
     /// `UDP_SEGMENT = segment_size` unless it is 0 (then `spans` are one datagram).
     pub fn send(
         &mut self,
-        fd: RawFd,
+        file: File,
         slot: usize,
         msg: usize,
         spans: &[Span],
@@ -160,14 +175,14 @@ impl Ring {
         hdr.msg_iovlen = n;
         hdr.msg_flags = 0;
         cmsg::set_segment_size(hdr, &mut m.cmsgs[msg], segment_size);
-        let sqe = opcode::SendMsg::new(types::Fd(fd), hdr).build();
+        let sqe = opcode::SendMsg::new(file.fixed(), hdr).build();
         let datagrams = if segment_size == 0 { 1 } else { n / 2 };
         self.push(sqe, Op::Send, slot, datagrams as u16)
     }
 
-    /// Queues a `recvmsg` of one (GRO: coalesced) datagram on socket `fd` into `slot` at
+    /// Queues a `recvmsg` of one (GRO: coalesced) datagram on socket `file` into `slot` at
     /// `range`; [`Ring::recv_meta`] tells about it after the completion.
-    pub fn recv(&mut self, fd: RawFd, slot: usize, range: (usize, usize)) -> io::Result<()> {
+    pub fn recv(&mut self, file: File, slot: usize, range: (usize, usize)) -> io::Result<()> {
         let ptr = self.bufs[slot * SLOT_SIZE + range.0..].as_mut_ptr();
         let m = &mut self.metas[slot];
         m.iovs[0] = libc::iovec {
@@ -181,7 +196,7 @@ impl Ring {
         hdr.msg_iovlen = 1;
         hdr.msg_flags = 0;
         cmsg::expect_gro(hdr, &mut m.cmsgs[0]);
-        let sqe = opcode::RecvMsg::new(types::Fd(fd), hdr).build();
+        let sqe = opcode::RecvMsg::new(file.fixed(), hdr).build();
         self.push(sqe, Op::Recv, slot, 1)
     }
 
@@ -292,6 +307,16 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
+        self.cancel_in_flight();
+        // The kernel tears a ring down later, in a worker, and drops its registered files
+        // there: without this, a TUN would outlive the close of its last descriptor.
+        let _ = self.ring.submitter().unregister_files();
+    }
+}
+
+impl Ring {
+    /// Cancels what is in flight and waits (at most 2 s) for it to finish.
+    fn cancel_in_flight(&mut self) {
         if self.in_flight == 0 {
             return;
         }
