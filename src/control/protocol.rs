@@ -108,6 +108,10 @@ impl Request {
     /// One line saying what is wrong and naming the value: malformed JSON, not an object, a
     /// missing, unknown or mistyped field, an unknown command, an invalid prefix or address.
     pub fn parse(line: &str) -> Result<Request, String> {
+        Self::parse_fields(line).map_err(|e| one_line(&e))
+    }
+
+    fn parse_fields(line: &str) -> Result<Request, String> {
         let value: Value =
             serde_json::from_str(line).map_err(|e| format!("malformed JSON: {e}"))?;
         let Value::Object(mut fields) = value else {
@@ -328,6 +332,17 @@ impl Fields {
 
 /// A value for an error message: a plain string as is (quoted if empty or if it has spaces
 /// or control characters), anything else as compact JSON; cut at 80 characters.
+/// `text` with its control characters escaped: a refusal quotes what it refuses (a field
+/// name, a prefix), and a newline in it would split the reply and the log line.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
 fn shown(value: &Value) -> String {
     let text = match value {
         Value::String(s)
@@ -651,6 +666,15 @@ mod tests {
         let long = format!(r#"{{"cmd":"{}"}}"#, "x".repeat(500));
         let e = Request::parse(&long).unwrap_err();
         assert!(e.len() < 300, "{e}");
+        // Found by the control fuzz target: names it quotes carried newlines.
+        error(
+            r#"{"cmd":"routes.add","prefix":"198.1.3.0/i\n2","peer":"198.18.0.3"}"#,
+            &[r"198.1.3.0/i\n2"],
+        );
+        error(
+            r#"{"cmd":"routes.apply","add":[{"prefix":"198.19.3.0/24","peer":"198.18.0.3","m\n2":1}]}"#,
+            &[r"m\n2"],
+        );
     }
 
     #[test]
