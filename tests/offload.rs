@@ -219,6 +219,15 @@ fn transfer_checked(
             d_to.rx_packets
         );
     }
+    if from == OFF_NODE {
+        // One datagram per segment, each its own receive (a veth does no GRO): only merging
+        // across the receives of a batch writes fewer packets than arrived.
+        assert!(
+            tun_rx < d_to.rx_packets,
+            "{what}: the receiver wrote {tun_rx} packets to its TUN for {} datagrams: nothing merged across receives?",
+            d_to.rx_packets
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,9 +6,10 @@
 //! A slot buffer is laid out as `[HEADROOM | DATA | SCRATCH]`: a packet (or a GRO receive)
 //! starts at [`HEADROOM`], so headers can be put in front of it without moving it (the
 //! virtio-net header now, VXLAN + Ethernet later), and [`SCRATCH`] holds the headers a batch
-//! builds (the segment headers of a TSO packet, the merged header of a GRO run). Everything an
-//! operation points at lives in its own slot, so a slot is busy until all of its operations
-//! completed, and nothing else is.
+//! builds (the segment headers of a TSO packet, the merged header of a GRO run). A send points
+//! only into its own slot; a TUN write of a run merged across receives gathers from every slot
+//! the run's packets came in, and its header lives in the first one's scratch area: a slot is
+//! busy until every operation that points into it has completed.
 
 use std::net::SocketAddr;
 
@@ -339,12 +340,30 @@ impl EgressBatch {
     }
 }
 
+/// A byte range of one slot's buffer. A TUN write gathers its pieces from every slot its
+/// packets were received in: a merged run may span several receives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Piece {
+    pub slot: u16,
+    pub span: Span,
+}
+
+impl Piece {
+    fn new(slot: u16, start: usize, len: usize) -> Piece {
+        Piece {
+            slot,
+            span: Span::new(start, len),
+        }
+    }
+}
+
 /// One TUN write: one packet, or a GRO run written as one super-packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Write {
+    /// The slot of the first piece, which holds the write's header.
     pub slot: u16,
-    /// Range of [`IngressBatch::spans`].
-    pub spans: (u32, u32),
+    /// Range of [`IngressBatch::pieces`].
+    pub pieces: (u32, u32),
     pub packets: u16,
 }
 
@@ -361,22 +380,34 @@ pub struct RecvMeta {
 }
 
 /// An ingress batch: received datagrams are checked and become TUN writes.
+///
+/// Consecutive TCP segments of a flow are merged across the receives of a batch, not only
+/// within one GRO train: where the underlay hands over one datagram per receive (a veth, a
+/// NIC without GRO), a batch of receives is the only train there is. So a write may point
+/// into several slots, and [`IngressBatch::finish`] must run before the writes are made.
 #[derive(Debug)]
 pub struct IngressBatch {
     encap: Encap,
     vnet: bool,
     writes: Vec<Write>,
-    spans: Vec<Span>,
+    pieces: Vec<Piece>,
+    /// The run being merged, which the next packet may still join.
+    open: Option<OpenRun>,
+    /// Closed runs of two or more: (write index, where its header goes, the run).
+    headers: Vec<(usize, Piece, GroRun)>,
     tally: Vec<(PeerId, u64, u64)>,
     /// What this batch did, for the engine to absorb.
     pub local: LocalCounters,
 }
 
-/// A GRO run being built: its state, the first packet's place and where its spans start.
+/// A GRO run being built: its state, its first packet, the room reserved for its header in
+/// the scratch area of the slot it started in, and the index of that header's piece.
+#[derive(Debug)]
 struct OpenRun {
     run: GroRun,
-    first: Span,
-    spans: usize,
+    first: Piece,
+    hdr: Piece,
+    at: usize,
 }
 
 impl IngressBatch {
@@ -387,7 +418,9 @@ impl IngressBatch {
             encap,
             vnet,
             writes: Vec::with_capacity(64 * MAX_SEGMENTS),
-            spans: Vec::with_capacity(64 * MAX_SPANS),
+            pieces: Vec::with_capacity(64 * MAX_SPANS),
+            open: None,
+            headers: Vec::with_capacity(64),
             tally: Vec::with_capacity(64),
             local: LocalCounters::default(),
         }
@@ -400,13 +433,16 @@ impl IngressBatch {
 
     pub fn clear(&mut self) {
         self.writes.clear();
-        self.spans.clear();
+        self.pieces.clear();
+        self.open = None;
+        self.headers.clear();
     }
 
     /// Checks what was received into `buf` (slot `slot`'s buffer) as `meta` says: each
     /// datagram as [`crate::decapsulate`] does, then queues the TUN writes of those that pass,
     /// merging consecutive TCP segments of a flow where the TUN takes super-packets. Returns
-    /// `true` when the slot now carries writes.
+    /// `true` when the batch now points into the slot: it must stay untouched until the
+    /// batch's writes are done.
     pub fn push(&mut self, table: &Table, slot: u16, buf: &mut [u8], meta: RecvMeta) -> bool {
         // Every datagram of a GRO receive came from the same address.
         let Some(from) = meta.from.and_then(|a| table.peer_of(a)) else {
@@ -423,9 +459,8 @@ impl IngressBatch {
             0 => data.len().max(1),
             s => s,
         };
-        let first_write = self.writes.len();
         let mut cursor = 0;
-        let mut open: Option<OpenRun> = None;
+        let mut used = false;
         let mut delivered = (0u64, 0u64);
         // An empty datagram is one (malformed) packet too.
         let count = data.len().div_ceil(stride).max(1);
@@ -445,90 +480,128 @@ impl IngressBatch {
                 continue;
             }
             delivered = (delivered.0 + 1, delivered.1 + packet.len() as u64);
-            let span = Span::new(at, packet.len());
+            let whole = Piece::new(slot, at, packet.len());
             if !self.vnet {
-                self.push_write(slot, &[span], 1);
+                self.push_write(&[whole], 1);
+                used = true;
                 continue;
             }
-            if let Some(o) = &mut open {
+            if let Some(o) = &mut self.open {
                 if o.run.push(packet) {
                     let off = o.run.header_len();
-                    self.spans.push(Span::new(at + off, packet.len() - off));
+                    self.pieces
+                        .push(Piece::new(slot, at + off, packet.len() - off));
+                    used = true;
                     continue;
                 }
             }
-            if let Some(o) = open.take() {
-                cursor = self.close_run(slot, o, scratch, cursor);
-            }
-            match GroRun::start(packet) {
-                Some(run) => {
-                    let spans = self.spans.len();
+            self.close_run();
+            let run = GroRun::start(packet);
+            let room = run.map(|r| VNET_HDR_LEN + r.header_len());
+            match (run, room) {
+                (Some(run), Some(n)) if cursor + n <= scratch.len() => {
+                    // Zeroed now: a run that stays one packet is written behind it as it came.
+                    scratch[cursor..cursor + VNET_HDR_LEN].fill(0);
+                    let hdr = Piece::new(slot, SCRATCH + cursor, n);
+                    cursor += n;
                     let off = run.header_len();
-                    // The header span is filled in when the run closes.
-                    self.spans.push(Span::default());
-                    self.spans.push(Span::new(at + off, packet.len() - off));
-                    open = Some(OpenRun {
+                    let at_hdr = self.pieces.len();
+                    // The header's piece is filled in when the run closes.
+                    self.pieces.push(hdr);
+                    self.pieces
+                        .push(Piece::new(slot, at + off, packet.len() - off));
+                    self.open = Some(OpenRun {
                         run,
-                        first: span,
-                        spans,
+                        first: whole,
+                        hdr,
+                        at: at_hdr,
                     });
+                    used = true;
                 }
-                None => {
-                    cursor = self.plain_write(slot, span, scratch, cursor);
+                _ => {
+                    if let Some(next) = self.plain_write(whole, scratch, cursor) {
+                        cursor = next;
+                        used = true;
+                    }
                 }
             }
-        }
-        if let Some(o) = open.take() {
-            self.close_run(slot, o, scratch, cursor);
         }
         if delivered.0 > 0 {
             self.tally(from, delivered.0, delivered.1);
         }
-        self.writes.len() > first_write
+        used
     }
 
-    /// Queues the run as one write: a merged super-packet, or the packet as it came.
-    fn close_run(&mut self, slot: u16, o: OpenRun, scratch: &mut [u8], cursor: usize) -> usize {
-        let count = o.run.count();
-        if count >= 2 {
-            if let Ok(n) = o.run.emit_header(&mut scratch[cursor..]) {
-                self.spans[o.spans] = Span::new(SCRATCH + cursor, n);
-                let spans = (o.spans as u32, self.spans.len() as u32);
-                self.writes.push(Write {
-                    slot,
-                    spans,
-                    packets: count as u16,
-                });
-                return cursor + n;
+    /// Ends the batch: closes the last run and builds the merged headers, handing each to
+    /// `put(slot, at, bytes)` to copy into that slot's buffer at `at` (room its scratch area
+    /// kept for it). Call once after the last [`IngressBatch::push`], before the writes are
+    /// made.
+    pub fn finish(&mut self, mut put: impl FnMut(u16, usize, &[u8])) {
+        self.close_run();
+        let mut hdr = [0u8; VNET_HDR_LEN + MAX_SEG_HDR];
+        let mut failed = false;
+        for (w, at, run) in self.headers.drain(..) {
+            match run.emit_header(&mut hdr) {
+                Ok(n) if n == at.span.len as usize => {
+                    put(at.slot, at.span.start as usize, &hdr[..n])
+                }
+                // Cannot happen (the room was reserved for this header), but a write without
+                // its header must not be made.
+                _ => {
+                    let write = &mut self.writes[w];
+                    self.local.drops[DropReason::TunWriteError as usize] +=
+                        u64::from(write.packets);
+                    write.packets = 0;
+                    failed = true;
+                }
             }
         }
-        // One packet (or a header that did not fit, which cannot happen with a sized
-        // scratch area): write the first packet alone.
-        self.spans.truncate(o.spans);
-        self.plain_write(slot, o.first, scratch, cursor)
+        if failed {
+            self.writes.retain(|w| w.packets > 0);
+        }
     }
 
-    /// Queues `packet` as it came, behind a zeroed virtio-net header in the scratch area.
-    fn plain_write(&mut self, slot: u16, packet: Span, scratch: &mut [u8], cursor: usize) -> usize {
+    /// Queues the open run as one write: a merged super-packet (its header built in
+    /// [`IngressBatch::finish`]), or the packet as it came.
+    fn close_run(&mut self) {
+        let Some(o) = self.open.take() else { return };
+        let count = o.run.count();
+        if count >= 2 {
+            self.pieces[o.at] = o.hdr;
+            self.headers.push((self.writes.len(), o.hdr, o.run));
+            self.writes.push(Write {
+                slot: o.hdr.slot,
+                pieces: (o.at as u32, self.pieces.len() as u32),
+                packets: count as u16,
+            });
+        } else {
+            // The run's pieces are the last ones: nothing is queued while a run is open.
+            self.pieces.truncate(o.at);
+            let vnet = Piece::new(o.hdr.slot, o.hdr.span.start as usize, VNET_HDR_LEN);
+            self.push_write(&[vnet, o.first], 1);
+        }
+    }
+
+    /// Queues `packet` as it came, behind a zeroed virtio-net header in the scratch area of
+    /// its slot (`scratch`, from `cursor` on); returns the cursor after it, or `None` (and
+    /// counts a drop) when the scratch area is full.
+    fn plain_write(&mut self, packet: Piece, scratch: &mut [u8], cursor: usize) -> Option<usize> {
         let Some(hdr) = scratch.get_mut(cursor..cursor + VNET_HDR_LEN) else {
             self.local.drop(DropReason::TunWriteError);
-            return cursor;
+            return None;
         };
         hdr.fill(0);
-        self.push_write(
-            slot,
-            &[Span::new(SCRATCH + cursor, VNET_HDR_LEN), packet],
-            1,
-        );
-        cursor + VNET_HDR_LEN
+        let vnet = Piece::new(packet.slot, SCRATCH + cursor, VNET_HDR_LEN);
+        self.push_write(&[vnet, packet], 1);
+        Some(cursor + VNET_HDR_LEN)
     }
 
-    fn push_write(&mut self, slot: u16, spans: &[Span], packets: u16) {
-        let start = self.spans.len() as u32;
-        self.spans.extend_from_slice(spans);
+    fn push_write(&mut self, pieces: &[Piece], packets: u16) {
+        let start = self.pieces.len() as u32;
+        self.pieces.extend_from_slice(pieces);
         self.writes.push(Write {
-            slot,
-            spans: (start, self.spans.len() as u32),
+            slot: pieces[0].slot,
+            pieces: (start, self.pieces.len() as u32),
             packets,
         });
     }
@@ -548,14 +621,15 @@ impl IngressBatch {
         }
     }
 
-    /// The TUN writes of the batch, in arrival order.
+    /// The TUN writes of the batch, in arrival order (complete after
+    /// [`IngressBatch::finish`]).
     pub fn writes(&self) -> &[Write] {
         &self.writes
     }
 
-    /// The spans a write covers.
-    pub fn spans(&self, write: &Write) -> &[Span] {
-        &self.spans[write.spans.0 as usize..write.spans.1 as usize]
+    /// The pieces a write gathers, in order.
+    pub fn pieces(&self, write: &Write) -> &[Piece] {
+        &self.pieces[write.pieces.0 as usize..write.pieces.1 as usize]
     }
 
     /// Adds the batch's receive counts to the peers of `table` (the version the batch was
@@ -782,16 +856,13 @@ mod tests {
             stride,
         };
         assert!(rx.push(&n2, 5, &mut slot, meta));
+        finish(&mut rx, &mut slot);
         assert_eq!(rx.local.rx_packets, 8);
         let &[w] = rx.writes() else {
             panic!("one write")
         };
         assert_eq!((w.slot, w.packets), (5, 8));
-        let written: Vec<u8> = rx
-            .spans(&w)
-            .iter()
-            .flat_map(|s| s.of(&slot).to_vec())
-            .collect();
+        let written = gathered(&rx, &w, &slot);
         let hdr = VnetHdr::parse(&written[..VNET_HDR_LEN]).unwrap();
         assert_eq!(hdr.gso_type, VnetHdr::GSO_TCPV4);
         assert_eq!(hdr.gso_size, 1000);
@@ -800,6 +871,117 @@ mod tests {
         assert_eq!(merged.len(), packet.len());
         assert_eq!(merged[8], 63);
         assert_eq!(merged[12..], packet[12..]);
+    }
+
+    /// [`IngressBatch::finish`] for a batch of one slot.
+    fn finish(rx: &mut IngressBatch, slot: &mut [u8]) {
+        rx.finish(|_, at, bytes| slot[at..at + bytes.len()].copy_from_slice(bytes));
+    }
+
+    /// The bytes a write gathers, all from `slot`.
+    fn gathered(rx: &IngressBatch, w: &Write, slot: &[u8]) -> Vec<u8> {
+        rx.pieces(w)
+            .iter()
+            .flat_map(|p| p.span.of(slot).to_vec())
+            .collect()
+    }
+
+    /// Each datagram received into a slot of its own (slot `first + i`), as from a veth, one
+    /// batch; the batch finished and every write's bytes gathered from the slots.
+    fn receive_one_per_slot(
+        table: &Table,
+        datagrams: &[Vec<u8>],
+        first: u16,
+    ) -> (IngressBatch, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let mut rx = IngressBatch::new(Encap::Udp, true);
+        let mut slots = vec![vec![0u8; SLOT_SIZE]; usize::from(first) + datagrams.len()];
+        for (i, d) in datagrams.iter().enumerate() {
+            let slot = first + i as u16;
+            let buf = &mut slots[usize::from(slot)];
+            buf[HEADROOM..HEADROOM + d.len()].copy_from_slice(d);
+            let meta = RecvMeta {
+                len: d.len(),
+                from: Some("198.18.0.1:8285".parse().unwrap()),
+                ..RecvMeta::default()
+            };
+            assert!(rx.push(table, slot, buf, meta), "datagram {i} is written");
+        }
+        rx.finish(|slot, at, bytes| {
+            slots[usize::from(slot)][at..at + bytes.len()].copy_from_slice(bytes);
+        });
+        let written = rx
+            .writes()
+            .iter()
+            .map(|w| {
+                rx.pieces(w)
+                    .iter()
+                    .flat_map(|p| p.span.of(&slots[usize::from(p.slot)]).to_vec())
+                    .collect()
+            })
+            .collect();
+        (rx, slots, written)
+    }
+
+    #[test]
+    fn segments_of_separate_receives_are_merged_across_slots() {
+        let (n1, n2) = tables();
+        let mut b = egress(true, true);
+        let (packet, vnet) = super_packet(8, 1000);
+        let (mut buf, len) = read_into(&b, Some(vnet), &packet);
+        assert!(b.push(&n1, 0, &mut buf, len, 0));
+        let sent = datagrams(&mut b, &n1, &buf);
+        let (stride, train) = (usize::from(sent[0].0), sent[0].1.clone());
+        let one_by_one: Vec<Vec<u8>> = train.chunks(stride).map(<[u8]>::to_vec).collect();
+        assert_eq!(one_by_one.len(), 8);
+
+        let (rx, _, written) = receive_one_per_slot(&n2, &one_by_one, 10);
+        let &[w] = rx.writes() else {
+            panic!("one write: {:?}", rx.writes())
+        };
+        assert_eq!((w.slot, w.packets), (10, 8), "owned by the first slot");
+        let slots: Vec<u16> = rx.pieces(&w).iter().map(|p| p.slot).collect();
+        assert_eq!(slots, [10, 10, 11, 12, 13, 14, 15, 16, 17]);
+        let hdr = VnetHdr::parse(&written[0][..VNET_HDR_LEN]).unwrap();
+        assert_eq!((hdr.gso_type, hdr.gso_size), (VnetHdr::GSO_TCPV4, 1000));
+        let merged = &written[0][VNET_HDR_LEN..];
+        assert_eq!(merged.len(), packet.len());
+        assert_eq!(merged[8], 63);
+        assert_eq!(merged[12..], packet[12..]);
+    }
+
+    #[test]
+    fn a_packet_between_segments_splits_the_run_and_keeps_its_place() {
+        let (n1, n2) = tables();
+        let mut b = egress(true, true);
+        let (packet, vnet) = super_packet(6, 1000);
+        let (mut buf, len) = read_into(&b, Some(vnet), &packet);
+        assert!(b.push(&n1, 0, &mut buf, len, 0));
+        let sent = datagrams(&mut b, &n1, &buf);
+        let (stride, train) = (usize::from(sent[0].0), sent[0].1.clone());
+        let mut datagrams: Vec<Vec<u8>> = train.chunks(stride).map(<[u8]>::to_vec).collect();
+        let udp = ipv4_udp(V4_A, V4_B, 64, true, 72);
+        // Segments 1-3, a UDP packet, segment 4 alone before another UDP packet, segments 5-6.
+        datagrams.insert(3, udp.clone());
+        datagrams.insert(5, udp.clone());
+
+        let (rx, _, written) = receive_one_per_slot(&n2, &datagrams, 0);
+        let packets: Vec<u16> = rx.writes().iter().map(|w| w.packets).collect();
+        assert_eq!(packets, [3, 1, 1, 1, 2], "in arrival order");
+        for (i, w) in written.iter().enumerate() {
+            let hdr = VnetHdr::parse(&w[..VNET_HDR_LEN]).unwrap();
+            assert_eq!(hdr.is_gso(), packets[i] > 1, "write {i}");
+        }
+        assert_eq!(written[1][VNET_HDR_LEN..], udp);
+        assert_eq!(written[3][VNET_HDR_LEN..], udp);
+        // The lone segment is written as it came, behind a zeroed header.
+        assert_eq!(written[2][..VNET_HDR_LEN], [0; VNET_HDR_LEN]);
+        assert_eq!(written[2][VNET_HDR_LEN..], datagrams[4]);
+        // Every payload byte arrives once, in order.
+        let payload: Vec<u8> = [0, 2, 4]
+            .iter()
+            .flat_map(|&i| written[i][VNET_HDR_LEN + 52..].to_vec())
+            .collect();
+        assert_eq!(payload, packet[52..]);
     }
 
     #[test]
@@ -820,12 +1002,13 @@ mod tests {
             stride: good.len(),
         };
         assert!(rx.push(&n2, 0, &mut slot, meta));
+        finish(&mut rx, &mut slot);
         assert_eq!(rx.local.drops[DropReason::Spoofed as usize], 1);
         assert_eq!(rx.writes().len(), 2, "UDP is written packet by packet");
         for w in rx.writes() {
-            let spans = rx.spans(w);
-            assert_eq!(spans[0].of(&slot), [0; VNET_HDR_LEN]);
-            assert_eq!(spans[1].of(&slot), good);
+            let pieces = rx.pieces(w);
+            assert_eq!(pieces[0].span.of(&slot), [0; VNET_HDR_LEN]);
+            assert_eq!(pieces[1].span.of(&slot), good);
         }
     }
 
@@ -940,12 +1123,13 @@ mod tests {
             stride: MTU,
         };
         assert!(rx.push(&n2, 0, &mut slot, meta));
+        finish(&mut rx, &mut slot);
         assert_eq!(rx.local.rx_packets, 20);
         assert_eq!(rx.local.drops[DropReason::VxlanVni as usize], 1);
         let written: Vec<u8> = rx
             .writes()
             .iter()
-            .flat_map(|w| rx.spans(w).iter().flat_map(|s| s.of(&slot).to_vec()))
+            .flat_map(|w| gathered(&rx, w, &slot))
             .collect();
         // One merged run of 20 segments (the foreign datagram was dropped between
         // segments 3 and 4, which are still adjacent), and the super-packet again.
@@ -987,11 +1171,12 @@ mod tests {
             ..RecvMeta::default()
         };
         assert!(rx.push(&n2, 0, &mut slot, meta));
+        finish(&mut rx, &mut slot);
         let &[w] = rx.writes() else {
             panic!("one write")
         };
-        let &[span] = rx.spans(&w) else {
-            panic!("one span")
+        let &[Piece { span, .. }] = rx.pieces(&w) else {
+            panic!("one piece")
         };
         assert_eq!(
             span.start as usize,

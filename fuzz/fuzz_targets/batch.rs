@@ -12,7 +12,7 @@
 
 #![no_main]
 
-use datapath::batch::{EgressBatch, IngressBatch, RecvMeta, Span, SLOT_SIZE};
+use datapath::batch::{EgressBatch, IngressBatch, RecvMeta, Span, SCRATCH, SLOT_SIZE};
 use datapath::offload::{VnetHdr, VNET_HDR_LEN};
 use datapath::wire::IpPacket;
 use datapath::{Encap, Encapsulator, Table, WireFormat};
@@ -150,11 +150,20 @@ fn ingress(t: &Table, encap: Encap, vnet: bool, buf: &mut [u8], bytes: &[u8], me
         ..meta
     };
     let busy = batch.push(t, 3, buf, meta);
+    batch.finish(|slot, at, bytes| {
+        assert_eq!(slot, 3);
+        inside_mut(at, bytes.len(), buf).copy_from_slice(bytes);
+    });
     assert_eq!(busy, !batch.writes().is_empty());
     for write in batch.writes() {
         assert_eq!(write.slot, 3);
-        let spans = batch.spans(write);
-        let bytes: Vec<u8> = spans.iter().flat_map(|s| inside(s, buf)).copied().collect();
+        let pieces = batch.pieces(write);
+        assert!(pieces.iter().all(|p| p.slot == 3));
+        let bytes: Vec<u8> = pieces
+            .iter()
+            .flat_map(|p| inside(&p.span, buf))
+            .copied()
+            .collect();
         let packet = if vnet {
             let hdr = VnetHdr::parse(&bytes).expect("a valid virtio-net header");
             assert_eq!(hdr.is_gso(), write.packets > 1);
@@ -175,4 +184,13 @@ fn inside<'a>(span: &Span, buf: &'a [u8]) -> &'a [u8] {
     let end = start + span.len as usize;
     assert!(end <= buf.len(), "span {span:?} outside the slot buffer");
     &buf[start..end]
+}
+
+/// The `len` bytes at `at`, which must lie inside the slot buffer's scratch area.
+fn inside_mut(at: usize, len: usize, buf: &mut [u8]) -> &mut [u8] {
+    assert!(
+        at >= SCRATCH && at + len <= buf.len(),
+        "header at {at}+{len} outside the scratch area"
+    );
+    &mut buf[at..at + len]
 }

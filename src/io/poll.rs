@@ -134,9 +134,18 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
                 }
             }
             size.update(n, bytes);
+            batch.finish(|slot, at, bytes| {
+                if let Some(to) = recv
+                    .slot_mut(usize::from(slot))
+                    .get_mut(at..at + bytes.len())
+                {
+                    to.copy_from_slice(bytes);
+                }
+            });
             let mut failed = 0;
             for w in batch.writes() {
-                if mmsg::writev(tun, recv.slot(usize::from(w.slot)), batch.spans(w)).is_err() {
+                let pieces = batch.pieces(w);
+                if mmsg::writev_pieces(tun, pieces, |s| recv.slot(usize::from(s))).is_err() {
                     failed += u64::from(w.packets);
                 }
             }

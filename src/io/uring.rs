@@ -21,9 +21,10 @@ pub fn probe() -> io::Result<()> {
 }
 
 /// Reads (or receives) kept in flight: a fixed number, not [`super::BatchSize`]'s, because
-/// every receive armed on the UDP socket is one more wait-queue entry that each datagram
-/// sent on it walks (docs/profiling.md), and with offloads 4 are as fast as 64 and a packet
-/// waits behind less.
+/// every read or receive armed on an empty TUN or socket is one more wait-queue entry that
+/// each packet arriving there wakes (docs/profiling.md), and with offloads 4 are as fast as
+/// 64 and a packet waits behind less. A burst of single datagrams is taken with one
+/// `recvmmsg` instead ([`drain`]).
 fn in_flight(ctx: &Ctx) -> usize {
     if ctx.offloads.tun.tso {
         SUPER_BATCH
@@ -87,9 +88,10 @@ impl Slots {
 
 /// TUN → peers, until the stop flag is set.
 ///
-/// Keeps up to [`BATCH`] TUN reads in flight (fewer for super-packets); each round hands every completed read to the
-/// egress batch, queues the sends it asks for (grouped by peer) and any ICMP error back into
-/// the TUN, re-arms the reads, and submits it all with one `io_uring_enter`.
+/// Keeps up to [`BATCH`] TUN reads in flight (fewer for super-packets); each round hands every
+/// completed read to the egress batch, queues the sends it asks for (grouped by peer) and any
+/// ICMP error back into the TUN, re-arms the reads, and submits it all with one
+/// `io_uring_enter`.
 pub fn egress(ctx: Ctx) -> io::Result<()> {
     let mut slots = Slots::new(&ctx)?;
     let mut batch = ctx.egress_batch();
@@ -165,14 +167,15 @@ fn queue_egress(
 
 /// Peers → TUN, until the stop flag is set.
 ///
-/// Keeps up to [`BATCH`] receives in flight (fewer for GRO trains); each round hands every received datagram (or GRO
-/// train) to the ingress batch, queues the TUN writes it asks for, re-arms the receives, and
-/// submits it all at once.
+/// Keeps up to [`BATCH`] receives in flight (fewer for GRO trains); each round hands every
+/// received datagram (or GRO train) to the ingress batch, queues the TUN writes it asks for,
+/// re-arms the receives, and submits it all at once.
 pub fn ingress(ctx: Ctx) -> io::Result<()> {
     let mut slots = Slots::new(&ctx)?;
     let mut batch = ctx.ingress_batch();
     let range = batch.recv_range();
     let (mut recvs, size) = (0, in_flight(&ctx));
+    let mut kept = Vec::with_capacity(SLOTS);
     let mut log = DropLog::new("ingress");
     while !ctx.stopped() {
         while recvs < size {
@@ -195,6 +198,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
                         let meta = slots.ring.recv_meta(c.slot, c.result as usize);
                         let buf = slots.ring.buf_mut(c.slot);
                         if batch.push(&table, c.slot as u16, buf, meta) {
+                            kept.push(c.slot);
                             continue;
                         }
                     } else if c.result != -libc::EAGAIN && c.result != -libc::EINTR {
@@ -210,7 +214,23 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
             }
             slots.release(&c);
         }
+        let ring = &mut slots.ring;
+        batch.finish(|slot, at, bytes| {
+            if let Some(to) = ring
+                .buf_mut(usize::from(slot))
+                .get_mut(at..at + bytes.len())
+            {
+                to.copy_from_slice(bytes);
+            }
+        });
         queue_ingress(&mut slots.ring, &batch)?;
+        // A kept slot that no write points into after all is free again; the others are
+        // freed by the completion that leaves them idle.
+        for slot in kept.drain(..) {
+            if slots.ring.is_idle(slot) {
+                slots.free.push(slot);
+            }
+        }
         batch.count_peers(&table);
         log.note(&batch.local);
         ctx.counters.absorb(&mut batch.local);
@@ -220,7 +240,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
 
 fn queue_ingress(ring: &mut Ring, batch: &IngressBatch) -> io::Result<()> {
     for w in batch.writes() {
-        ring.writev(TUN, usize::from(w.slot), w.packets, batch.spans(w))?;
+        ring.writev_pieces(TUN, w.packets, batch.pieces(w))?;
     }
     Ok(())
 }

@@ -6,11 +6,11 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use datapath::batch::{RecvMeta, Send, Span, MAX_SPANS, SLOT_SIZE};
+use datapath::batch::{Piece, RecvMeta, Send, Span, MAX_SPANS, SLOT_SIZE};
 use socket2::SockAddr;
 
 use super::cmsg::{self, CmsgBuf};
-use super::{cvt, fill_iovs};
+use super::{cvt, fill_iovs, fill_piece_iovs};
 
 /// Reads one packet from `fd` into `buf`.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
@@ -24,6 +24,21 @@ pub fn writev(fd: BorrowedFd<'_>, buf: &[u8], spans: &[Span]) -> io::Result<usiz
     let mut iovs = [zeroed::<libc::iovec>(); MAX_SPANS];
     let n = fill_iovs(buf, spans, &mut iovs);
     // SAFETY: the first `n` iovecs point into `buf`, borrowed for the call; the kernel only
+    // reads them.
+    let n = cvt(unsafe { libc::writev(fd.as_raw_fd(), iovs.as_ptr(), n as libc::c_int) })?;
+    Ok(n as usize)
+}
+
+/// `writev(2)` of `pieces`, each in the buffer `buf` gives for its slot (a run merged across
+/// receives gathers from several).
+pub fn writev_pieces<'a>(
+    fd: BorrowedFd<'_>,
+    pieces: &[Piece],
+    buf: impl Fn(u16) -> &'a [u8],
+) -> io::Result<usize> {
+    let mut iovs = [zeroed::<libc::iovec>(); MAX_SPANS];
+    let n = fill_piece_iovs(pieces, buf, &mut iovs);
+    // SAFETY: the first `n` iovecs point into buffers borrowed for the call; the kernel only
     // reads them.
     let n = cvt(unsafe { libc::writev(fd.as_raw_fd(), iovs.as_ptr(), n as libc::c_int) })?;
     Ok(n as usize)
@@ -129,6 +144,10 @@ impl RecvBatch {
     /// The buffer of slot `i`.
     pub fn slot(&self, i: usize) -> &[u8] {
         self.slots.get(i)
+    }
+
+    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        self.slots.get_mut(i)
     }
 
     /// Receive `i` of the last [`RecvBatch::recv`]: its slot buffer and what the kernel said.

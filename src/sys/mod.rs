@@ -29,6 +29,20 @@ fn fill_iovs(buf: &[u8], spans: &[datapath::batch::Span], iovs: &mut [libc::iove
     spans.len().min(iovs.len())
 }
 
+/// Points `iovs` at `pieces`, each in the buffer `buf` gives for its slot; returns how many.
+fn fill_piece_iovs<'a>(
+    pieces: &[datapath::batch::Piece],
+    buf: impl Fn(u16) -> &'a [u8],
+    iovs: &mut [libc::iovec],
+) -> usize {
+    for (iov, piece) in iovs.iter_mut().zip(pieces) {
+        let bytes = piece.span.of(buf(piece.slot));
+        iov.iov_base = bytes.as_ptr() as *mut libc::c_void;
+        iov.iov_len = bytes.len();
+    }
+    pieces.len().min(iovs.len())
+}
+
 /// The IP socket address the kernel wrote into `storage` (`len` bytes), if it is one.
 fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
     let mut raw = socket2::SockAddrStorage::zeroed();

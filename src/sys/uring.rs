@@ -6,20 +6,22 @@
 //! control buffers and a socket address each), counts a slot's operations from submission to
 //! completion, hands out a slot's bytes only while none is in flight, and on drop cancels what
 //! is in flight and waits for it before freeing anything. Every operation of a slot points
-//! only into that slot.
+//! into that slot, except a TUN write that gathers a merged run from several
+//! ([`Ring::writev_pieces`]): it holds each other slot it points into until its own slot is
+//! idle.
 
 use std::io;
 use std::mem;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use datapath::batch::{RecvMeta, Span, MAX_SPANS, SLOT_SIZE};
+use datapath::batch::{Piece, RecvMeta, Span, MAX_SPANS, SLOT_SIZE};
 use datapath::offload::MAX_SEGMENTS;
 use io_uring::{opcode, squeue, types, IoUring};
 use socket2::SockAddr;
 
 use super::cmsg::{self, CmsgBuf};
-use super::fill_iovs;
+use super::{fill_iovs, fill_piece_iovs};
 
 /// The kind of operation a completion belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +30,8 @@ pub enum Op {
     Write = 2,
     Send = 3,
     Recv = 4,
+    /// Not an operation: a slot that a gathering write held is idle again.
+    Release = 5,
 }
 
 /// A file registered with a [`Ring`]: its index in the `files` given to [`Ring::new`].
@@ -66,8 +70,13 @@ struct Meta {
     addr: libc::sockaddr_storage,
     /// iovecs taken by the operations in flight.
     iovs_used: usize,
-    /// Operations in flight.
+    /// Operations in flight, and holds of gathering writes of other slots.
     pending: u32,
+    /// The other slots this slot's writes point into, held until this one is idle: a write
+    /// gathers a run merged across receives, and only the last run that starts in a slot
+    /// can reach into later ones, so at most `MAX_SEGMENTS - 1` of them.
+    holds: [u16; MAX_SEGMENTS],
+    held: usize,
 }
 
 pub struct Ring {
@@ -139,6 +148,57 @@ impl Ring {
         let (iov, n) = self.take_iovs(slot, spans)?;
         let sqe = opcode::Writev::new(file.fixed(), iov, n as u32).build();
         self.push(sqe, Op::Write, slot, packets)
+    }
+
+    /// Queues a `writev` of `pieces` to `file`: one packet, or a super-packet of `packets`
+    /// merged from several receives. The first piece's slot owns the operation; every other
+    /// slot it points into is held (busy) until that slot is idle again.
+    pub fn writev_pieces(&mut self, file: File, packets: u16, pieces: &[Piece]) -> io::Result<()> {
+        let Some(owner) = pieces.first().map(|p| usize::from(p.slot)) else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no pieces"));
+        };
+        let m = &mut self.metas[owner];
+        let at = m.iovs_used;
+        let (mut holds, mut held) = (m.holds, m.held);
+        for p in pieces {
+            if usize::from(p.slot) != owner && !holds[..held].contains(&p.slot) {
+                let Some(h) = holds.get_mut(held) else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "too many slots",
+                    ));
+                };
+                *h = p.slot;
+                held += 1;
+            }
+        }
+        if at + pieces.len() > MAX_SPANS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many spans",
+            ));
+        }
+        let bufs = &self.bufs;
+        let n = fill_piece_iovs(
+            pieces,
+            |s| &bufs[usize::from(s) * SLOT_SIZE..(usize::from(s) + 1) * SLOT_SIZE],
+            &mut m.iovs[at..],
+        );
+        m.iovs_used = at + n;
+        let iov = &raw mut m.iovs[at];
+        let sqe = opcode::Writev::new(file.fixed(), iov, n as u32).build();
+        self.push(sqe, Op::Write, owner, packets)?;
+        for &h in &holds[self.metas[owner].held..held] {
+            self.metas[usize::from(h)].pending += 1;
+        }
+        let m = &mut self.metas[owner];
+        (m.holds, m.held) = (holds, held);
+        Ok(())
+    }
+
+    /// Whether `slot` has nothing in flight and is held by no write.
+    pub fn is_idle(&self, slot: usize) -> bool {
+        self.metas[slot].pending == 0
     }
 
     /// Queues a `sendmsg` of `spans` of `slot` to `addr` on socket `file`, with message header
@@ -235,6 +295,41 @@ impl Ring {
     /// Moves every available completion into `out` (appending); a slot whose last operation
     /// completed is idle again.
     pub fn completions(&mut self, out: &mut Vec<Completion>) {
+        let start = out.len();
+        self.collect(out);
+        // A slot gone idle lets go of the slots its writes gathered from, which may go idle
+        // in turn: `out` is the work list.
+        let mut i = start;
+        while i < out.len() {
+            if out[i].idle {
+                self.release_holds(out[i].slot, out);
+            }
+            i += 1;
+        }
+    }
+
+    fn release_holds(&mut self, slot: usize, out: &mut Vec<Completion>) {
+        let (holds, held) = (self.metas[slot].holds, self.metas[slot].held);
+        self.metas[slot].held = 0;
+        for &h in &holds[..held] {
+            let m = &mut self.metas[usize::from(h)];
+            if m.pending > 0 {
+                m.pending -= 1;
+                if m.pending == 0 {
+                    m.iovs_used = 0;
+                    out.push(Completion {
+                        slot: usize::from(h),
+                        op: Op::Release,
+                        count: 0,
+                        result: 0,
+                        idle: true,
+                    });
+                }
+            }
+        }
+    }
+
+    fn collect(&mut self, out: &mut Vec<Completion>) {
         let mut cq = self.ring.completion();
         cq.sync();
         for cqe in &mut cq {
