@@ -27,7 +27,7 @@ pub const BATCH: usize = 64;
 /// what a packet waits behind, and 64 of them would be 4 MiB, milliseconds at 10 Gb/s.
 pub const SUPER_BATCH: usize = 4;
 /// Reads (or receives) averaging more than this are super-packets or GRO trains.
-const SUPER_BYTES: usize = 16 << 10;
+pub(crate) const SUPER_BYTES: usize = 16 << 10;
 /// ICMP errors per second each egress thread may send.
 const ICMP_PER_SEC: u32 = 100;
 /// How long a loop sleeps at most before it looks at the stop flag again.

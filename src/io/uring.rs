@@ -3,13 +3,13 @@
 //! whatever has completed.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use datapath::batch::{EgressBatch, IngressBatch};
 use datapath::DropReason;
 
-use super::{gso_refused, Ctx, DropLog, BATCH, SUPER_BATCH, TICK};
-use crate::sys::uring::{Completion, File, Op, Ring};
+use super::{gso_refused, Ctx, DropLog, BATCH, SUPER_BATCH, SUPER_BYTES, TICK};
+use crate::sys::uring::{Completion, File, Op, Ring, MMSGS};
 
 /// Slots per ring: reads (or receives) kept in flight plus room for sends and writes in flight.
 const SLOTS: usize = 4 * BATCH;
@@ -189,11 +189,15 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
         }
         let table = ctx.table.load();
         batch.clear();
+        let (mut got, mut bytes) = (0, 0);
         for i in 0..slots.done.len() {
             let c = slots.done[i];
             match c.op {
                 Op::Recv => {
                     recvs -= 1;
+                    if c.result > 0 {
+                        (got, bytes) = (got + 1, bytes + c.result as usize);
+                    }
                     if c.result >= 0 {
                         let meta = slots.ring.recv_meta(c.slot, c.result as usize);
                         let buf = slots.ring.buf_mut(c.slot);
@@ -213,6 +217,11 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
                 _ => {}
             }
             slots.release(&c);
+        }
+        // Every receive came back with a single datagram (not a GRO train): more may be
+        // queued behind them, and one `recvmmsg` takes a batch of it.
+        if recvs == 0 && got > 0 && bytes / got <= SUPER_BYTES {
+            drain(&ctx, &mut slots, &mut batch, &table, &mut kept, BATCH - got);
         }
         let ring = &mut slots.ring;
         batch.finish(|slot, at, bytes| {
@@ -236,6 +245,44 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
         ctx.counters.absorb(&mut batch.local);
     }
     Ok(())
+}
+
+/// Receives up to `want` datagrams queued on the socket now, with one `recvmmsg` into free
+/// slots, and hands them to the batch behind the round's own.
+fn drain(
+    ctx: &Ctx,
+    slots: &mut Slots,
+    batch: &mut IngressBatch,
+    table: &datapath::Table,
+    kept: &mut Vec<usize>,
+    want: usize,
+) {
+    let (mut take, mut lens) = ([0usize; MMSGS], [0usize; MMSGS]);
+    let mut k = 0;
+    while k < want.min(MMSGS) {
+        let Some(slot) = slots.free.pop() else { break };
+        take[k] = slot;
+        k += 1;
+    }
+    let range = batch.recv_range();
+    let n = slots
+        .ring
+        .recv_now(ctx.udp.as_fd(), &take[..k], range, &mut lens[..k])
+        .unwrap_or_else(|e| {
+            tracing::debug!("UDP receive failed: {e}");
+            0
+        });
+    for (&slot, &len) in take[..n].iter().zip(&lens) {
+        let meta = slots.ring.recv_meta(slot, len);
+        if batch.push(table, slot as u16, slots.ring.buf_mut(slot), meta) {
+            kept.push(slot);
+        } else {
+            slots.free.push(slot);
+        }
+    }
+    for &slot in &take[n..k] {
+        slots.free.push(slot);
+    }
 }
 
 fn queue_ingress(ring: &mut Ring, batch: &IngressBatch) -> io::Result<()> {

@@ -12,7 +12,7 @@
 
 use std::io;
 use std::mem;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use datapath::batch::{Piece, RecvMeta, Span, MAX_SPANS, SLOT_SIZE};
@@ -59,6 +59,8 @@ pub struct Completion {
 const CANCEL_USER_DATA: u64 = u64::MAX;
 /// Message headers per slot: one per datagram of a super-packet sent without GSO.
 const MSGS: usize = MAX_SEGMENTS;
+/// Receives [`Ring::recv_now`] takes at most in one call.
+pub const MMSGS: usize = 64;
 
 /// A slot's message state. Self-referential (headers point at the iovecs, the address and
 /// the control buffers beside them), so slots live in a boxed slice that never moves.
@@ -83,6 +85,8 @@ pub struct Ring {
     ring: IoUring,
     bufs: Box<[u8]>,
     metas: Box<[Meta]>,
+    /// Headers for [`Ring::recv_now`]'s `recvmmsg`, copies of the slots' own.
+    mmsgs: Box<[libc::mmsghdr]>,
     in_flight: usize,
 }
 
@@ -112,10 +116,17 @@ impl Ring {
                 unsafe { mem::zeroed() }
             })
             .collect();
+        let mmsgs = (0..MMSGS)
+            .map(|_| {
+                // SAFETY: mmsghdr is a plain C struct: all-zero bytes are a valid (empty) value.
+                unsafe { mem::zeroed() }
+            })
+            .collect();
         Ok(Ring {
             ring,
             bufs: vec![0u8; slots * SLOT_SIZE].into_boxed_slice(),
             metas,
+            mmsgs,
             in_flight: 0,
         })
     }
@@ -243,6 +254,14 @@ impl Ring {
     /// Queues a `recvmsg` of one (GRO: coalesced) datagram on socket `file` into `slot` at
     /// `range`; [`Ring::recv_meta`] tells about it after the completion.
     pub fn recv(&mut self, file: File, slot: usize, range: (usize, usize)) -> io::Result<()> {
+        let hdr = self.recv_header(slot, range);
+        let sqe = opcode::RecvMsg::new(file.fixed(), hdr).build();
+        self.push(sqe, Op::Recv, slot, 1)
+    }
+
+    /// Sets up `slot`'s first message header to receive one datagram (or GRO train) at
+    /// `range` of its buffer, with its source address and the `UDP_GRO` control message.
+    fn recv_header(&mut self, slot: usize, range: (usize, usize)) -> *mut libc::msghdr {
         let ptr = self.bufs[slot * SLOT_SIZE + range.0..].as_mut_ptr();
         let m = &mut self.metas[slot];
         m.iovs[0] = libc::iovec {
@@ -256,8 +275,71 @@ impl Ring {
         hdr.msg_iovlen = 1;
         hdr.msg_flags = 0;
         cmsg::expect_gro(hdr, &mut m.cmsgs[0]);
-        let sqe = opcode::RecvMsg::new(file.fixed(), hdr).build();
-        self.push(sqe, Op::Recv, slot, 1)
+        hdr
+    }
+
+    /// Receives what is queued on socket `fd` now, without waiting: one `recvmmsg` into the
+    /// idle `slots` (at most [`MMSGS`]), each at `range`; slot `slots[i]` gets `lens[i]`
+    /// bytes, and [`Ring::recv_meta`] tells the rest. Returns how many slots were filled.
+    /// Meant for a socket with no receive of this ring in flight, so that nothing overtakes.
+    ///
+    /// # Errors
+    /// The receive's error, but for EAGAIN and EINTR (nothing received); `InvalidInput` when
+    /// a slot is in flight.
+    pub fn recv_now(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        slots: &[usize],
+        range: (usize, usize),
+        lens: &mut [usize],
+    ) -> io::Result<usize> {
+        let k = slots.len().min(lens.len()).min(self.mmsgs.len());
+        for (i, &slot) in slots[..k].iter().enumerate() {
+            if self.metas[slot].pending > 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "slot in flight",
+                ));
+            }
+            self.recv_header(slot, range);
+            self.mmsgs[i] = libc::mmsghdr {
+                msg_hdr: self.metas[slot].hdrs[0],
+                msg_len: 0,
+            };
+        }
+        // SAFETY: each of the first `k` headers is a copy of an idle slot's own, pointing at
+        // that slot's iovec (into its buffer), address storage and control buffer, all owned
+        // by the ring, sized as the header says and touched by nothing else during the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd.as_raw_fd(),
+                self.mmsgs.as_mut_ptr(),
+                k as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        let n = match super::cvt(n) {
+            Ok(n) => n as usize,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                0
+            }
+            Err(e) => return Err(e),
+        };
+        for (i, &slot) in slots[..n].iter().enumerate() {
+            let got = &self.mmsgs[i];
+            let hdr = &mut self.metas[slot].hdrs[0];
+            hdr.msg_namelen = got.msg_hdr.msg_namelen;
+            hdr.msg_controllen = got.msg_hdr.msg_controllen;
+            hdr.msg_flags = got.msg_hdr.msg_flags;
+            lens[i] = got.msg_len as usize;
+        }
+        Ok(n)
     }
 
     /// What the finished receive of `len` bytes into `slot` said: source, truncation, GRO size.
