@@ -3,19 +3,22 @@
 //!
 //! Input: `[flags:1][len:2][stride:2][sender:1][mtu:2][bytes...]`; flags pick the direction,
 //! the format (udp, or vxlan with the fixed VNI and MAC), the virtio-net header and GSO.
-//! The bytes go where the engine would read or receive them (a vnet header first, if any).
+//! The bytes go where the engine would read or receive them (a vnet header first, if any);
+//! with flag 64 a receive is cut into `stride`-byte datagrams, each received into a slot of
+//! its own (as from a veth), so that runs merge across slots.
 //!
-//! Asserts: no panic; every span of every send, reply and write lies inside the slot buffer;
+//! Asserts: no panic; every span of every send, reply and write lies inside its slot buffer;
 //! a send's spans add up to its bytes plus one wire header per datagram, and each of its
 //! datagrams passes the receiving side's `Encap::decap` and holds one valid IP packet; a write
-//! is a virtio-net header (with offloads) followed by one valid IP packet for a local address.
+//! is a virtio-net header (with offloads) followed by one valid IP packet for a local address,
+//! and the writes carry every packet the batch counted as received.
 
 #![no_main]
 
 use datapath::batch::{EgressBatch, IngressBatch, RecvMeta, Span, SCRATCH, SLOT_SIZE};
 use datapath::offload::{VnetHdr, VNET_HDR_LEN};
 use datapath::wire::IpPacket;
-use datapath::{Encap, Encapsulator, Table, WireFormat};
+use datapath::{DropReason, Encap, Encapsulator, Table, WireFormat};
 use libfuzzer_sys::fuzz_target;
 use tundra_fuzz::{sender, table, Input, OURS, VNI};
 
@@ -62,7 +65,11 @@ fuzz_target!(|data: &[u8]| {
                 truncated: flags & 32 != 0,
                 stride,
             };
-            ingress(t, encap, vnet, &mut buf, bytes, meta);
+            if flags & 64 != 0 {
+                ingress_slots(t, encap, vnet, bytes, meta);
+            } else {
+                ingress(t, encap, vnet, &mut buf, bytes, meta);
+            }
         }
     });
 });
@@ -176,6 +183,59 @@ fn ingress(t: &Table, encap: Encap, vnet: bool, buf: &mut [u8], bytes: &[u8], me
         assert!(t.is_local(ip.dst_addr()));
     }
     batch.count_peers(t);
+}
+
+/// Receives `bytes` cut into `meta.stride`-byte datagrams, each into its own slot (at most
+/// [`SLOTS`]), as one batch.
+fn ingress_slots(t: &Table, encap: Encap, vnet: bool, bytes: &[u8], meta: RecvMeta) {
+    const SLOTS: usize = 16;
+    let mut batch = IngressBatch::new(encap, vnet);
+    let (at, room) = batch.recv_range();
+    let mut bufs = vec![vec![0u8; SLOT_SIZE]; SLOTS];
+    let mut busy = [false; SLOTS];
+    for (i, chunk) in bytes.chunks(meta.stride.clamp(1, room)).take(SLOTS).enumerate() {
+        bufs[i][at..at + chunk.len()].copy_from_slice(chunk);
+        let meta = RecvMeta {
+            len: chunk.len(),
+            stride: 0,
+            ..meta
+        };
+        busy[i] = batch.push(t, i as u16, &mut bufs[i], meta);
+    }
+    batch.finish(|slot, at, bytes| {
+        let buf = &mut bufs[usize::from(slot)];
+        inside_mut(at, bytes.len(), buf).copy_from_slice(bytes);
+    });
+    let mut packets = 0;
+    let mut used = [false; SLOTS];
+    for write in batch.writes() {
+        let pieces = batch.pieces(write);
+        assert_eq!(write.slot, pieces[0].slot, "a write belongs to its first piece's slot");
+        let bytes: Vec<u8> = pieces
+            .iter()
+            .flat_map(|p| {
+                used[usize::from(p.slot)] = true;
+                inside(&p.span, &bufs[usize::from(p.slot)]).to_vec()
+            })
+            .collect();
+        let packet = if vnet {
+            let hdr = VnetHdr::parse(&bytes).expect("a valid virtio-net header");
+            assert_eq!(hdr.is_gso(), write.packets > 1);
+            &bytes[VNET_HDR_LEN..]
+        } else {
+            assert_eq!(write.packets, 1);
+            &bytes[..]
+        };
+        let ip = IpPacket::new_checked(packet).expect("a write is one valid packet");
+        assert!(t.is_local(ip.dst_addr()));
+        packets += u64::from(write.packets);
+    }
+    assert_eq!(busy, used, "push says which slots the writes point into");
+    assert_eq!(
+        packets + batch.local.drops[DropReason::TunWriteError as usize],
+        batch.local.rx_packets,
+        "every packet received is written or counted"
+    );
 }
 
 /// The bytes of `span`, which must lie inside the slot buffer.
