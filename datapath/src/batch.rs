@@ -496,15 +496,14 @@ impl IngressBatch {
                 }
             }
             self.close_run();
-            let run = GroRun::start(packet);
-            let room = run.map(|r| VNET_HDR_LEN + r.header_len());
-            match (run, room) {
-                (Some(run), Some(n)) if cursor + n <= scratch.len() => {
+            match GroRun::start(packet) {
+                Some(run) if cursor + VNET_HDR_LEN + run.header_len() <= scratch.len() => {
+                    let off = run.header_len();
+                    let n = VNET_HDR_LEN + off;
                     // Zeroed now: a run that stays one packet is written behind it as it came.
                     scratch[cursor..cursor + VNET_HDR_LEN].fill(0);
                     let hdr = Piece::new(slot, SCRATCH + cursor, n);
                     cursor += n;
-                    let off = run.header_len();
                     let at_hdr = self.pieces.len();
                     // The header's piece is filled in when the run closes.
                     self.pieces.push(hdr);
@@ -839,12 +838,7 @@ mod tests {
     fn a_gro_receive_is_checked_per_packet_and_merged() {
         let (n1, n2) = tables();
         // Node 1 sends a super-packet; node 2 receives its datagrams as one GRO train.
-        let mut b = egress(true, true);
-        let (packet, vnet) = super_packet(8, 1000);
-        let (mut buf, len) = read_into(&b, Some(vnet), &packet);
-        assert!(b.push(&n1, 0, &mut buf, len, 0));
-        let sent = datagrams(&mut b, &n1, &buf);
-        let (stride, train) = (usize::from(sent[0].0), sent[0].1.clone());
+        let (packet, stride, train) = sent_train(&n1, 8, 1000);
 
         let mut rx = IngressBatch::new(Encap::Udp, true);
         let mut slot = vec![0u8; SLOT_SIZE];
@@ -873,6 +867,17 @@ mod tests {
         assert_eq!(merged[12..], packet[12..]);
     }
 
+    /// Node 1 reads a TSO super-packet of `n` segments of `mss` bytes and sends it: the
+    /// super-packet, and the UDP GSO send's segment size and datagrams.
+    fn sent_train(n1: &Table, n: usize, mss: usize) -> (Vec<u8>, usize, Vec<u8>) {
+        let mut b = egress(true, true);
+        let (packet, vnet) = super_packet(n, mss);
+        let (mut buf, len) = read_into(&b, Some(vnet), &packet);
+        assert!(b.push(n1, 0, &mut buf, len, 0));
+        let sent = datagrams(&mut b, n1, &buf);
+        (packet, usize::from(sent[0].0), sent[0].1.clone())
+    }
+
     /// [`IngressBatch::finish`] for a batch of one slot.
     fn finish(rx: &mut IngressBatch, slot: &mut [u8]) {
         rx.finish(|_, at, bytes| slot[at..at + bytes.len()].copy_from_slice(bytes));
@@ -892,7 +897,7 @@ mod tests {
         table: &Table,
         datagrams: &[Vec<u8>],
         first: u16,
-    ) -> (IngressBatch, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    ) -> (IngressBatch, Vec<Vec<u8>>) {
         let mut rx = IngressBatch::new(Encap::Udp, true);
         let mut slots = vec![vec![0u8; SLOT_SIZE]; usize::from(first) + datagrams.len()];
         for (i, d) in datagrams.iter().enumerate() {
@@ -919,22 +924,17 @@ mod tests {
                     .collect()
             })
             .collect();
-        (rx, slots, written)
+        (rx, written)
     }
 
     #[test]
     fn segments_of_separate_receives_are_merged_across_slots() {
         let (n1, n2) = tables();
-        let mut b = egress(true, true);
-        let (packet, vnet) = super_packet(8, 1000);
-        let (mut buf, len) = read_into(&b, Some(vnet), &packet);
-        assert!(b.push(&n1, 0, &mut buf, len, 0));
-        let sent = datagrams(&mut b, &n1, &buf);
-        let (stride, train) = (usize::from(sent[0].0), sent[0].1.clone());
+        let (packet, stride, train) = sent_train(&n1, 8, 1000);
         let one_by_one: Vec<Vec<u8>> = train.chunks(stride).map(<[u8]>::to_vec).collect();
         assert_eq!(one_by_one.len(), 8);
 
-        let (rx, _, written) = receive_one_per_slot(&n2, &one_by_one, 10);
+        let (rx, written) = receive_one_per_slot(&n2, &one_by_one, 10);
         let &[w] = rx.writes() else {
             panic!("one write: {:?}", rx.writes())
         };
@@ -952,19 +952,14 @@ mod tests {
     #[test]
     fn a_packet_between_segments_splits_the_run_and_keeps_its_place() {
         let (n1, n2) = tables();
-        let mut b = egress(true, true);
-        let (packet, vnet) = super_packet(6, 1000);
-        let (mut buf, len) = read_into(&b, Some(vnet), &packet);
-        assert!(b.push(&n1, 0, &mut buf, len, 0));
-        let sent = datagrams(&mut b, &n1, &buf);
-        let (stride, train) = (usize::from(sent[0].0), sent[0].1.clone());
+        let (packet, stride, train) = sent_train(&n1, 6, 1000);
         let mut datagrams: Vec<Vec<u8>> = train.chunks(stride).map(<[u8]>::to_vec).collect();
         let udp = ipv4_udp(V4_A, V4_B, 64, true, 72);
         // Segments 1-3, a UDP packet, segment 4 alone before another UDP packet, segments 5-6.
         datagrams.insert(3, udp.clone());
         datagrams.insert(5, udp.clone());
 
-        let (rx, _, written) = receive_one_per_slot(&n2, &datagrams, 0);
+        let (rx, written) = receive_one_per_slot(&n2, &datagrams, 0);
         let packets: Vec<u16> = rx.writes().iter().map(|w| w.packets).collect();
         assert_eq!(packets, [3, 1, 1, 1, 2], "in arrival order");
         for (i, w) in written.iter().enumerate() {

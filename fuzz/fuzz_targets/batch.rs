@@ -171,16 +171,7 @@ fn ingress(t: &Table, encap: Encap, vnet: bool, buf: &mut [u8], bytes: &[u8], me
             .flat_map(|p| inside(&p.span, buf))
             .copied()
             .collect();
-        let packet = if vnet {
-            let hdr = VnetHdr::parse(&bytes).expect("a valid virtio-net header");
-            assert_eq!(hdr.is_gso(), write.packets > 1);
-            &bytes[VNET_HDR_LEN..]
-        } else {
-            assert_eq!(write.packets, 1);
-            &bytes[..]
-        };
-        let ip = IpPacket::new_checked(packet).expect("a write is one valid packet");
-        assert!(t.is_local(ip.dst_addr()));
+        check_write(t, vnet, write.packets, &bytes);
     }
     batch.count_peers(t);
 }
@@ -218,16 +209,7 @@ fn ingress_slots(t: &Table, encap: Encap, vnet: bool, bytes: &[u8], meta: RecvMe
                 inside(&p.span, &bufs[usize::from(p.slot)]).to_vec()
             })
             .collect();
-        let packet = if vnet {
-            let hdr = VnetHdr::parse(&bytes).expect("a valid virtio-net header");
-            assert_eq!(hdr.is_gso(), write.packets > 1);
-            &bytes[VNET_HDR_LEN..]
-        } else {
-            assert_eq!(write.packets, 1);
-            &bytes[..]
-        };
-        let ip = IpPacket::new_checked(packet).expect("a write is one valid packet");
-        assert!(t.is_local(ip.dst_addr()));
+        check_write(t, vnet, write.packets, &bytes);
         packets += u64::from(write.packets);
     }
     assert_eq!(busy, used, "push says which slots the writes point into");
@@ -236,6 +218,21 @@ fn ingress_slots(t: &Table, encap: Encap, vnet: bool, bytes: &[u8], meta: RecvMe
         batch.local.rx_packets,
         "every packet received is written or counted"
     );
+}
+
+/// A write's bytes: a virtio-net header (with offloads, saying GSO for a merged run) and one
+/// valid IP packet for a local address.
+fn check_write(t: &Table, vnet: bool, packets: u16, bytes: &[u8]) {
+    let packet = if vnet {
+        let hdr = VnetHdr::parse(bytes).expect("a valid virtio-net header");
+        assert_eq!(hdr.is_gso(), packets > 1);
+        &bytes[VNET_HDR_LEN..]
+    } else {
+        assert_eq!(packets, 1);
+        bytes
+    };
+    let ip = IpPacket::new_checked(packet).expect("a write is one valid packet");
+    assert!(t.is_local(ip.dst_addr()));
 }
 
 /// The bytes of `span`, which must lie inside the slot buffer.

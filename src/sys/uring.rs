@@ -170,24 +170,25 @@ impl Ring {
         };
         let m = &mut self.metas[owner];
         let at = m.iovs_used;
-        let (mut holds, mut held) = (m.holds, m.held);
+        if at + pieces.len() > MAX_SPANS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many spans",
+            ));
+        }
+        let before = m.held;
         for p in pieces {
-            if usize::from(p.slot) != owner && !holds[..held].contains(&p.slot) {
-                let Some(h) = holds.get_mut(held) else {
+            if usize::from(p.slot) != owner && !m.holds[..m.held].contains(&p.slot) {
+                let Some(h) = m.holds.get_mut(m.held) else {
+                    m.held = before;
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
                         "too many slots",
                     ));
                 };
                 *h = p.slot;
-                held += 1;
+                m.held += 1;
             }
-        }
-        if at + pieces.len() > MAX_SPANS {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "too many spans",
-            ));
         }
         let bufs = &self.bufs;
         let n = fill_piece_iovs(
@@ -198,12 +199,14 @@ impl Ring {
         m.iovs_used = at + n;
         let iov = &raw mut m.iovs[at];
         let sqe = opcode::Writev::new(file.fixed(), iov, n as u32).build();
-        self.push(sqe, Op::Write, owner, packets)?;
-        for &h in &holds[self.metas[owner].held..held] {
-            self.metas[usize::from(h)].pending += 1;
+        if let Err(e) = self.push(sqe, Op::Write, owner, packets) {
+            self.metas[owner].held = before;
+            return Err(e);
         }
-        let m = &mut self.metas[owner];
-        (m.holds, m.held) = (holds, held);
+        for i in before..self.metas[owner].held {
+            let h = usize::from(self.metas[owner].holds[i]);
+            self.metas[h].pending += 1;
+        }
         Ok(())
     }
 
