@@ -113,13 +113,6 @@ const DEFAULT_UNDERLAY_MTU: u32 = 1500;
 /// UDP socket buffer size: several batches of full-size datagrams or GRO trains. Chosen on
 /// the measured sweep in docs/decisions.md (1 and 4 MiB alike, 16 MiB slower).
 const SOCKET_BUFFER: usize = 4 << 20;
-/// The datapath threads' scheduler slice and weight: a packet's wakeup is not queued behind
-/// the slices of the applications sharing the CPU (see `sys::sched::set_priority`).
-const THREAD_SLICE: Duration = Duration::from_micros(100);
-const THREAD_NICE: i32 = -10;
-/// [`Priority::Realtime`]: the lowest `SCHED_FIFO` priority, below the kernel's interrupt
-/// threads (50) and anything an operator ranks above a dataplane.
-const THREAD_RT_PRIORITY: u32 = 1;
 /// The TUN's transmit queue with offloads, in packets: each may be a 64 KiB super-packet, so
 /// the kernel's default of 500 would be 32 MiB of standing queue in front of tundra; 16 lost
 /// packets under one TCP stream (docs/decisions.md has the sweep).
@@ -299,6 +292,7 @@ impl Dataplane {
             counters,
             stop: Arc::new(AtomicBool::new(false)),
             tunnel_mtu: usize::from(tunnel_mtu),
+            priority: config.priority,
             epoch: Instant::now(),
         };
         let mut dataplane = Dataplane {
@@ -335,7 +329,6 @@ impl Dataplane {
             IoMode::Poll => (poll::egress, poll::ingress),
             _ => (uring::egress, uring::ingress),
         };
-        let priority = config.priority;
         for (name, f) in [("egress", egress), ("ingress", ingress)] {
             let ctx = ctx.clone();
             let watch = dataplane.controller.watch(name, ctx.stop.clone());
@@ -343,7 +336,6 @@ impl Dataplane {
                 .name(format!("tundra-{name}"))
                 .spawn(move || {
                     let _watch = watch;
-                    schedule(name, priority);
                     f(ctx)
                 });
             match spawned {
@@ -538,21 +530,6 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         if let Err(e) = self.stop_all() {
             tracing::warn!("while stopping: {e}");
-        }
-    }
-}
-
-/// Schedules the calling datapath thread as `priority` asks, or as close to it as allowed.
-fn schedule(name: &str, priority: Priority) {
-    if priority == Priority::Realtime {
-        match sys::sched::set_realtime(THREAD_RT_PRIORITY) {
-            Ok(()) => return,
-            Err(e) => tracing::info!("{name} thread: no real-time priority ({e}); using high"),
-        }
-    }
-    if priority != Priority::Normal {
-        if let Err(e) = sys::sched::set_priority(THREAD_SLICE, THREAD_NICE) {
-            tracing::debug!("{name} thread: no scheduler priority: {e}");
         }
     }
 }

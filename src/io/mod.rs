@@ -7,6 +7,7 @@
 //! counters into the shared ones once. An engine decides nothing itself.
 
 pub mod poll;
+mod sched;
 pub mod uring;
 
 use std::io;
@@ -19,7 +20,10 @@ use datapath::batch::{EgressBatch, IngressBatch};
 use datapath::{Counters, DropReason, LocalCounters, SharedTable};
 use socket2::SockAddr;
 
+use crate::config::Priority;
 use crate::tun::Tun;
+
+use sched::Sched;
 
 /// Packets decided per batch at most, and messages per `sendmmsg`/`recvmmsg`.
 pub const BATCH: usize = 64;
@@ -86,6 +90,8 @@ pub struct Ctx {
     pub offloads: Offloads,
     /// The wire format.
     pub encap: datapath::Encap,
+    /// How the datapath threads are scheduled.
+    pub priority: Priority,
     pub epoch: Instant,
 }
 

@@ -9,7 +9,7 @@ use datapath::DropReason;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use super::{gso_refused, BatchSize, Ctx, DropLog, BATCH, TICK};
+use super::{gso_refused, BatchSize, Ctx, DropLog, Sched, BATCH, TICK};
 use crate::sys::mmsg::{self, RecvBatch, SendBatch, Slots};
 
 fn wait(poll: &mut Poll, events: &mut Events) -> io::Result<()> {
@@ -40,6 +40,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
     let mut out = SendBatch::new(BATCH);
     let mut unsent = Vec::with_capacity(BATCH);
     let mut log = DropLog::new("egress");
+    let mut sched = Sched::start("egress", &ctx);
 
     while !ctx.stopped() {
         wait(&mut poll, &mut events)?;
@@ -65,6 +66,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
 
             let table = ctx.table.load();
             let now = ctx.now_ns();
+            sched.tick(now, n);
             batch.clear();
             for (i, &len) in lens[..n].iter().enumerate() {
                 let _ = batch.push(&table, i as u16, slots.get_mut(i), len, now);
@@ -106,6 +108,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
     let mut size = BatchSize::new();
     let mut recv = RecvBatch::new(BATCH, batch.recv_range());
     let mut log = DropLog::new("ingress");
+    let mut sched = Sched::start("ingress", &ctx);
 
     while !ctx.stopped() {
         wait(&mut poll, &mut events)?;
@@ -124,6 +127,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
             if n == 0 {
                 break;
             }
+            sched.tick(ctx.now_ns(), n);
             let table = ctx.table.load();
             batch.clear();
             let mut bytes = 0;

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use datapath::batch::{EgressBatch, IngressBatch};
 use datapath::DropReason;
 
-use super::{gso_refused, Ctx, DropLog, BATCH, SUPER_BATCH, SUPER_BYTES, TICK};
+use super::{gso_refused, Ctx, DropLog, Sched, BATCH, SUPER_BATCH, SUPER_BYTES, TICK};
 use crate::sys::uring::{Completion, File, Op, Ring, MMSGS};
 
 /// Slots per ring: reads (or receives) kept in flight plus room for sends and writes in flight.
@@ -98,6 +98,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
     let range = batch.read_range();
     let (mut reads, size) = (0, in_flight(&ctx));
     let mut log = DropLog::new("egress");
+    let mut sched = Sched::start("egress", &ctx);
     while !ctx.stopped() {
         while reads < size {
             let Some(slot) = slots.free.pop() else { break };
@@ -108,12 +109,14 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
         let table = ctx.table.load();
         let now = ctx.now_ns();
         batch.clear();
+        let mut got = 0;
         for i in 0..slots.done.len() {
             let c = slots.done[i];
             match c.op {
                 Op::Read => {
                     reads -= 1;
                     if c.result > 0 {
+                        got += 1;
                         let buf = slots.ring.buf_mut(c.slot);
                         if batch.push(&table, c.slot as u16, buf, c.result as usize, now) {
                             continue;
@@ -133,6 +136,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
             }
             slots.release(&c);
         }
+        sched.tick(now, got);
         queue_egress(&ctx, &mut slots.ring, &mut batch, &table)?;
         // Every round, also one with only send or ICMP completions, so the counters never lag.
         log.note(&batch.local);
@@ -177,6 +181,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
     let (mut recvs, size) = (0, in_flight(&ctx));
     let mut kept = Vec::with_capacity(SLOTS);
     let mut log = DropLog::new("ingress");
+    let mut sched = Sched::start("ingress", &ctx);
     while !ctx.stopped() {
         while recvs < size {
             let Some(slot) = slots.free.pop() else { break };
@@ -221,8 +226,9 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
         // Every receive came back with a single datagram (not a GRO train): more may be
         // queued behind them, and one `recvmmsg` takes a batch of it.
         if recvs == 0 && got > 0 && bytes / got <= SUPER_BYTES {
-            drain(&ctx, &mut slots, &mut batch, &table, &mut kept, BATCH - got);
+            got += drain(&ctx, &mut slots, &mut batch, &table, &mut kept, BATCH - got);
         }
+        sched.tick(ctx.now_ns(), got);
         let ring = &mut slots.ring;
         batch.finish(|slot, at, bytes| {
             if let Some(to) = ring
@@ -248,7 +254,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
 }
 
 /// Receives up to `want` datagrams queued on the socket now, with one `recvmmsg` into free
-/// slots, and hands them to the batch behind the round's own.
+/// slots, and hands them to the batch behind the round's own; returns how many it took.
 fn drain(
     ctx: &Ctx,
     slots: &mut Slots,
@@ -256,7 +262,7 @@ fn drain(
     table: &datapath::Table,
     kept: &mut Vec<usize>,
     want: usize,
-) {
+) -> usize {
     let (mut take, mut lens) = ([0usize; MMSGS], [0usize; MMSGS]);
     let mut k = 0;
     while k < want.min(MMSGS) {
@@ -283,6 +289,7 @@ fn drain(
     for &slot in &take[n..k] {
         slots.free.push(slot);
     }
+    n
 }
 
 fn queue_ingress(ring: &mut Ring, batch: &IngressBatch) -> io::Result<()> {
