@@ -253,7 +253,8 @@ pub enum Priority {
     /// runs ahead of every task: less latency under load, less throughput (smaller batches);
     /// [`Priority::High`] where that is not allowed.
     Realtime,
-    /// A short scheduler slice and nice -10: ahead of the applications most of the time.
+    /// A short scheduler slice and nice -10: ahead of the applications most of the time;
+    /// a thread in a flood of packets gives it up for nice 0, and larger batches.
     #[default]
     High,
     /// The process's own scheduling.

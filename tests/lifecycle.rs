@@ -1,14 +1,21 @@
 //! A dataplane that loses its TUN device stops, with an error that says so, instead of
-//! spinning on a dead descriptor; `--priority` schedules the datapath threads as it says.
+//! spinning on a dead descriptor; `--priority` schedules the datapath threads as it says, and
+//! `high` gives way in a flood.
 //! Needs root (runs for real in CI).
 
 mod common;
 
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 
-per_io_mode!(deleted_tun_stops_tundra_with_an_error);
+per_io_mode!(
+    deleted_tun_stops_tundra_with_an_error,
+    high_priority_gives_way_in_a_flood
+);
 
 fn deleted_tun_stops_tundra_with_an_error(io: Io) {
     let mut c = Cluster::new(2);
@@ -75,6 +82,64 @@ fn priority_sets_the_datapath_threads_scheduling() {
         );
     }
 }
+
+/// Under a flood of small datagrams the threads that carry it drop from nice -10 to 0, and
+/// take -10 back once it is over; the ping after it is carried.
+fn high_priority_gives_way_in_a_flood(io: Io) {
+    let _heavy = heavy_lock();
+    let mut c = Cluster::new(2);
+    c.start_tundra(1, &["--io", io.as_arg()]);
+    c.start_tundra(2, &["--io", io.as_arg()]);
+    c.wait_pods(1, 2);
+    let (pid1, pid2) = (c.pid(1), c.pid(2));
+    let nice = |pid: u32, name: &str| {
+        let threads = scheduling(pid);
+        threads.iter().find(|t| t.0 == name).map(|t| t.2)
+    };
+    assert_eq!(nice(pid1, "tundra-egress"), Some(-10));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooding = stop.clone();
+    let flood = spawn_in_netns(&c.ns(1), move || {
+        let socket = UdpSocket::bind((pod_v4(1), 0)).expect("bind");
+        let mut sent = 0u64;
+        while !flooding.load(Ordering::Relaxed) {
+            // A full TUN queue drops what does not fit; the sends go on.
+            sent += u64::from(socket.send_to(&[0x5a; 64], (pod_v4(2), 9)).is_ok());
+        }
+        sent
+    });
+    let lowered = |pid: u32, name: &'static str| {
+        wait_until(&format!("{name} of {pid} at nice 0"), FLOOD_WAIT, || {
+            nice(pid, name) == Some(0)
+        });
+    };
+    lowered(pid1, "tundra-egress");
+    lowered(pid2, "tundra-ingress");
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().expect("flood thread");
+    assert!(sent > 0);
+
+    for (pid, name) in [(pid1, "tundra-egress"), (pid2, "tundra-ingress")] {
+        wait_until(
+            &format!("{name} of {pid} back at nice -10"),
+            FLOOD_WAIT,
+            || nice(pid, name) == Some(-10),
+        );
+    }
+    // The threads that carried nothing of it kept their priority throughout.
+    assert_eq!(nice(pid1, "tundra-ingress"), Some(-10));
+    wait_ping(
+        &c.ns(1),
+        &pod_v4(1).to_string(),
+        &pod_v4(2).to_string(),
+        CONVERGE_TIMEOUT,
+    );
+}
+
+/// How long a flood (or its end) may take to show in the threads' scheduling: the governor
+/// decides every 10 ms (100 ms in a flood); this is for a slow, shared machine.
+const FLOOD_WAIT: Duration = Duration::from_secs(20);
 
 /// (thread name, policy, nice) of every thread of `pid`, from /proc.
 fn scheduling(pid: u32) -> Vec<(String, u32, i32)> {

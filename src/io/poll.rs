@@ -44,6 +44,8 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
 
     while !ctx.stopped() {
         wait(&mut poll, &mut events)?;
+        // Also on a timeout: a thread lowered in a flood is raised again while idle.
+        sched.tick(ctx.now_ns(), 0);
         // Edge-triggered: drain the TUN until it would block.
         loop {
             let (mut n, limit) = (0, size.get());
@@ -112,6 +114,8 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
 
     while !ctx.stopped() {
         wait(&mut poll, &mut events)?;
+        // Also on a timeout: a thread lowered in a flood is raised again while idle.
+        sched.tick(ctx.now_ns(), 0);
         // Edge-triggered: drain the socket until it would block.
         loop {
             let limit = size.get();

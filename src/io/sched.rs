@@ -38,6 +38,7 @@ const FLOOD_WINDOW_NS: u64 = 100_000_000;
 /// a second drops to nice 0 and the default slice until the rate falls below half of that.
 /// A TCP stream between offloading nodes is a few thousand super-packets a second.
 pub(super) struct Sched {
+    name: &'static str,
     /// Whether the thread runs at [`Priority::High`] (and so is governed).
     high: bool,
     flood: Flood,
@@ -47,6 +48,7 @@ impl Sched {
     /// Schedules the calling thread as `ctx.priority` asks, or as close to it as allowed.
     pub(super) fn start(name: &'static str, ctx: &Ctx) -> Sched {
         let mut sched = Sched {
+            name,
             high: false,
             flood: Flood::new(ctx.now_ns()),
         };
@@ -74,6 +76,12 @@ impl Sched {
         let Some(flood) = self.flood.count(now, packets as u64) else {
             return;
         };
+        let what = if flood {
+            "in a flood: nice 0"
+        } else {
+            "flood over: high priority"
+        };
+        tracing::debug!("{} thread: {what}", self.name);
         let set = if flood {
             sys::sched::set_priority(Duration::ZERO, 0)
         } else {
@@ -81,7 +89,7 @@ impl Sched {
         };
         if let Err(e) = set {
             // Nothing to govern any more; the thread keeps whatever it had.
-            tracing::debug!("scheduler priority: {e}");
+            tracing::debug!("{} thread: scheduler priority: {e}", self.name);
             self.high = false;
         }
     }

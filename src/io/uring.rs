@@ -190,6 +190,8 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
         }
         slots.round()?;
         if slots.done.is_empty() {
+            // A timeout: a thread lowered in a flood is raised again while idle.
+            sched.tick(ctx.now_ns(), 0);
             continue;
         }
         let table = ctx.table.load();
