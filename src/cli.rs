@@ -384,13 +384,13 @@ pub struct RunArgs {
 
     /// Scheduling of the datapath threads: high, realtime or normal [default: high]
     ///
-    /// high: a short scheduler slice and nice -10, given up for nice 0 by a
-    /// thread moving more than 50,000 packets a second (its batches then grow);
-    /// realtime: SCHED_FIFO at priority 1, so a packet's thread runs as soon as
-    /// the packet is there, the way the kernel's datapath (softirq) runs ahead:
+    /// high: a short scheduler slice and nice -10; realtime: SCHED_FIFO at
+    /// priority 1, so a packet's thread runs as soon as the packet is there,
+    /// the way the kernel's own datapath (softirq) runs ahead of every task:
     /// often (not always) less ping latency under load, for about a fifth less
-    /// TCP throughput (high where it is not allowed); normal: the process's own
-    /// scheduling.
+    /// TCP throughput (high where it is not allowed). Either is given up for
+    /// nice 0 by a thread moving more than 50,000 packets a second, whose
+    /// batches then grow. normal: the process's own scheduling.
     /// Default: high.   Example: --priority realtime
     #[arg(long, value_name = "LEVEL", verbatim_doc_comment)]
     pub priority: Option<String>,

@@ -251,7 +251,8 @@ impl fmt::Display for Offload {
 pub enum Priority {
     /// `SCHED_FIFO` at the lowest real-time priority, as the kernel's own datapath (softirq)
     /// runs ahead of every task: less latency under load, less throughput (smaller batches);
-    /// [`Priority::High`] where that is not allowed.
+    /// [`Priority::High`] where that is not allowed. A thread in a flood of packets gives it
+    /// up for nice 0, and larger batches, as it does [`Priority::High`].
     Realtime,
     /// A short scheduler slice and nice -10: ahead of the applications most of the time;
     /// a thread in a flood of packets gives it up for nice 0, and larger batches.

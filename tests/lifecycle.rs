@@ -1,6 +1,6 @@
 //! A dataplane that loses its TUN device stops, with an error that says so, instead of
 //! spinning on a dead descriptor; `--priority` schedules the datapath threads as it says, and
-//! `high` gives way in a flood.
+//! a raised thread gives way in a flood.
 //! Needs root (runs for real in CI).
 
 mod common;
@@ -14,7 +14,7 @@ use common::*;
 
 per_io_mode!(
     deleted_tun_stops_tundra_with_an_error,
-    high_priority_gives_way_in_a_flood
+    raised_threads_give_way_in_a_flood
 );
 
 fn deleted_tun_stops_tundra_with_an_error(io: Io) {
@@ -66,8 +66,6 @@ fn priority_sets_the_datapath_threads_scheduling() {
         &pod_v4(2).to_string(),
         CONVERGE_TIMEOUT,
     );
-    const SCHED_OTHER: u32 = 0;
-    const SCHED_FIFO: u32 = 1;
     for (i, policy, nice) in [(1, SCHED_FIFO, 0), (2, SCHED_OTHER, -10)] {
         let threads = scheduling(c.pid(i));
         for name in ["tundra-egress", "tundra-ingress"] {
@@ -83,20 +81,25 @@ fn priority_sets_the_datapath_threads_scheduling() {
     }
 }
 
-/// Under a flood of small datagrams the threads that carry it drop from nice -10 to 0, and
-/// take -10 back once it is over; the ping after it is carried.
-fn high_priority_gives_way_in_a_flood(io: Io) {
+/// Under a flood of small datagrams the threads that carry it give up their priority for
+/// nice 0 (real-time on node 1, `high` on node 2), and take it back once it is over; the ping
+/// after it is carried.
+fn raised_threads_give_way_in_a_flood(io: Io) {
     let _heavy = heavy_lock();
     let mut c = Cluster::new(2);
-    c.start_tundra(1, &["--io", io.as_arg()]);
+    c.start_tundra(1, &["--io", io.as_arg(), "--priority", "realtime"]);
     c.start_tundra(2, &["--io", io.as_arg()]);
     c.wait_pods(1, 2);
     let (pid1, pid2) = (c.pid(1), c.pid(2));
-    let nice = |pid: u32, name: &str| {
+    let sched = |pid: u32, name: &str| {
         let threads = scheduling(pid);
-        threads.iter().find(|t| t.0 == name).map(|t| t.2)
+        threads.iter().find(|t| t.0 == name).map(|t| (t.1, t.2))
     };
-    assert_eq!(nice(pid1, "tundra-egress"), Some(-10));
+    const RAISED_1: (u32, i32) = (SCHED_FIFO, 0);
+    const RAISED_2: (u32, i32) = (SCHED_OTHER, -10);
+    const LOWERED: (u32, i32) = (SCHED_OTHER, 0);
+    assert_eq!(sched(pid1, "tundra-egress"), Some(RAISED_1));
+    assert_eq!(sched(pid2, "tundra-ingress"), Some(RAISED_2));
 
     let stop = Arc::new(AtomicBool::new(false));
     let flooding = stop.clone();
@@ -109,26 +112,23 @@ fn high_priority_gives_way_in_a_flood(io: Io) {
         }
         sent
     });
-    let lowered = |pid: u32, name: &'static str| {
+    let carriers = [(pid1, "tundra-egress"), (pid2, "tundra-ingress")];
+    for (pid, name) in carriers {
         wait_until(&format!("{name} of {pid} at nice 0"), FLOOD_WAIT, || {
-            nice(pid, name) == Some(0)
+            sched(pid, name) == Some(LOWERED)
         });
-    };
-    lowered(pid1, "tundra-egress");
-    lowered(pid2, "tundra-ingress");
+    }
     stop.store(true, Ordering::Relaxed);
     let sent = flood.join().expect("flood thread");
     assert!(sent > 0);
 
-    for (pid, name) in [(pid1, "tundra-egress"), (pid2, "tundra-ingress")] {
-        wait_until(
-            &format!("{name} of {pid} back at nice -10"),
-            FLOOD_WAIT,
-            || nice(pid, name) == Some(-10),
-        );
+    for ((pid, name), raised) in carriers.into_iter().zip([RAISED_1, RAISED_2]) {
+        wait_until(&format!("{name} of {pid} raised again"), FLOOD_WAIT, || {
+            sched(pid, name) == Some(raised)
+        });
     }
-    // The threads that carried nothing of it kept their priority throughout.
-    assert_eq!(nice(pid1, "tundra-ingress"), Some(-10));
+    // The thread that carried nothing of it (ICMP errors at most) kept its priority.
+    assert_eq!(sched(pid1, "tundra-ingress"), Some(RAISED_1));
     wait_ping(
         &c.ns(1),
         &pod_v4(1).to_string(),
@@ -136,6 +136,9 @@ fn high_priority_gives_way_in_a_flood(io: Io) {
         CONVERGE_TIMEOUT,
     );
 }
+
+const SCHED_OTHER: u32 = 0;
+const SCHED_FIFO: u32 = 1;
 
 /// How long a flood (or its end) may take to show in the threads' scheduling: the governor
 /// decides every 10 ms (100 ms in a flood); this is for a slow, shared machine.

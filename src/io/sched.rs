@@ -1,5 +1,5 @@
 //! How the datapath threads are scheduled against the applications whose packets they
-//! carry ([`Priority`]), and how [`Priority::High`] gives way in a flood.
+//! carry ([`Priority`]), and how a raised thread gives way in a flood.
 
 use std::time::Duration;
 
@@ -28,19 +28,20 @@ const FLOOD_WINDOW_NS: u64 = 100_000_000;
 
 /// A datapath thread's scheduling.
 ///
-/// At [`Priority::High`] a thread runs as soon as a packet wakes it: what keeps a ping or a
-/// TCP stream's ACKs from waiting behind the applications. In a flood of small packets the
-/// same promptness costs throughput: the thread preempts the application that feeds it at
-/// every packet or two (a UDP flood of 64-byte datagrams: 22,000 to 47,000 wakeups a second
-/// for 105,000 to 122,000 packets), where a thread that waits its turn finds dozens of
-/// packets queued and moves them with one system call. So, as a NIC's adaptive interrupt
+/// A raised thread ([`Priority::High`] or [`Priority::Realtime`]) runs as soon as a packet
+/// wakes it: what keeps a ping or a TCP stream's ACKs from waiting behind the applications.
+/// In a flood of small packets the same promptness costs throughput: the thread preempts the
+/// application that feeds it at every packet or two (a UDP flood of 64-byte datagrams at
+/// `high`: 22,000 to 47,000 wakeups a second for 105,000 to 122,000 packets), where a thread
+/// that waits its turn finds dozens of packets queued and moves them with one system call; a
+/// real-time one also starves everything else on its CPU. So, as a NIC's adaptive interrupt
 /// moderation does (the kernel's `net_dim`), a thread moving more than [`FLOOD_PPS`] packets
 /// a second drops to nice 0 and the default slice until the rate falls below half of that.
 /// A TCP stream between offloading nodes is a few thousand super-packets a second.
 pub(super) struct Sched {
     name: &'static str,
-    /// Whether the thread runs at [`Priority::High`] (and so is governed).
-    high: bool,
+    /// What the thread runs at outside a flood: [`Priority::Normal`] is not governed.
+    raised: Priority,
     flood: Flood,
 }
 
@@ -49,18 +50,18 @@ impl Sched {
     pub(super) fn start(name: &'static str, ctx: &Ctx) -> Sched {
         let mut sched = Sched {
             name,
-            high: false,
+            raised: Priority::Normal,
             flood: Flood::new(ctx.now_ns()),
         };
         if ctx.priority == Priority::Realtime {
-            match sys::sched::set_realtime(RT_PRIORITY) {
-                Ok(()) => return sched,
+            match raise(Priority::Realtime) {
+                Ok(()) => sched.raised = Priority::Realtime,
                 Err(e) => tracing::info!("{name} thread: no real-time priority ({e}); using high"),
             }
         }
-        if ctx.priority != Priority::Normal {
-            match sys::sched::set_priority(HIGH_SLICE, HIGH_NICE) {
-                Ok(()) => sched.high = true,
+        if ctx.priority != Priority::Normal && sched.raised == Priority::Normal {
+            match raise(Priority::High) {
+                Ok(()) => sched.raised = Priority::High,
                 Err(e) => tracing::debug!("{name} thread: no scheduler priority: {e}"),
             }
         }
@@ -70,28 +71,34 @@ impl Sched {
     /// Counts a round's `packets` (at `now`, ns): entering or leaving a flood lowers or
     /// raises the thread, one system call each way.
     pub(super) fn tick(&mut self, now: u64, packets: usize) {
-        if !self.high {
+        if self.raised == Priority::Normal {
             return;
         }
         let Some(flood) = self.flood.count(now, packets as u64) else {
             return;
         };
-        let what = if flood {
-            "in a flood: nice 0"
-        } else {
-            "flood over: high priority"
-        };
-        tracing::debug!("{} thread: {what}", self.name);
+        let (name, raised) = (self.name, self.raised);
         let set = if flood {
+            tracing::debug!("{name} thread: in a flood, at nice 0");
             sys::sched::set_priority(Duration::ZERO, 0)
         } else {
-            sys::sched::set_priority(HIGH_SLICE, HIGH_NICE)
+            tracing::debug!("{name} thread: flood over, back at {raised} priority");
+            raise(raised)
         };
         if let Err(e) = set {
             // Nothing to govern any more; the thread keeps whatever it had.
-            tracing::debug!("{} thread: scheduler priority: {e}", self.name);
-            self.high = false;
+            tracing::debug!("{name} thread: scheduler priority: {e}");
+            self.raised = Priority::Normal;
         }
+    }
+}
+
+/// Puts the calling thread at `priority` ([`Priority::Normal`] is the caller's to handle).
+fn raise(priority: Priority) -> std::io::Result<()> {
+    if priority == Priority::Realtime {
+        sys::sched::set_realtime(RT_PRIORITY)
+    } else {
+        sys::sched::set_priority(HIGH_SLICE, HIGH_NICE)
     }
 }
 
