@@ -44,8 +44,6 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
 
     while !ctx.stopped() {
         wait(&mut poll, &mut events)?;
-        // Also on a timeout: a thread lowered in a flood is raised again while idle.
-        sched.tick(ctx.now_ns(), 0);
         // Edge-triggered: drain the TUN until it would block.
         loop {
             let (mut n, limit) = (0, size.get());
@@ -61,14 +59,16 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
                     Err(e) => return Err(super::tun_error(e)),
                 }
             }
+            let now = ctx.now_ns();
+            // Also with nothing read (a timeout): a thread lowered in a flood is raised again
+            // while idle.
+            sched.tick(now, n);
             if n == 0 {
                 break;
             }
             size.update(n, lens[..n].iter().sum());
 
             let table = ctx.table.load();
-            let now = ctx.now_ns();
-            sched.tick(now, n);
             batch.clear();
             for (i, &len) in lens[..n].iter().enumerate() {
                 let _ = batch.push(&table, i as u16, slots.get_mut(i), len, now);
@@ -114,8 +114,6 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
 
     while !ctx.stopped() {
         wait(&mut poll, &mut events)?;
-        // Also on a timeout: a thread lowered in a flood is raised again while idle.
-        sched.tick(ctx.now_ns(), 0);
         // Edge-triggered: drain the socket until it would block.
         loop {
             let limit = size.get();
@@ -128,10 +126,11 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
                     break;
                 }
             };
+            // Also with nothing received (a timeout): see egress.
+            sched.tick(ctx.now_ns(), n);
             if n == 0 {
                 break;
             }
-            sched.tick(ctx.now_ns(), n);
             let table = ctx.table.load();
             batch.clear();
             let mut bytes = 0;

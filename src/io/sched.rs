@@ -48,24 +48,24 @@ pub(super) struct Sched {
 impl Sched {
     /// Schedules the calling thread as `ctx.priority` asks, or as close to it as allowed.
     pub(super) fn start(name: &'static str, ctx: &Ctx) -> Sched {
-        let mut sched = Sched {
+        let mut raised = ctx.priority;
+        if raised == Priority::Realtime {
+            if let Err(e) = raise(raised) {
+                tracing::info!("{name} thread: no real-time priority ({e}); using high");
+                raised = Priority::High;
+            }
+        }
+        if raised == Priority::High {
+            if let Err(e) = raise(raised) {
+                tracing::debug!("{name} thread: no scheduler priority: {e}");
+                raised = Priority::Normal;
+            }
+        }
+        Sched {
             name,
-            raised: Priority::Normal,
+            raised,
             flood: Flood::new(ctx.now_ns()),
-        };
-        if ctx.priority == Priority::Realtime {
-            match raise(Priority::Realtime) {
-                Ok(()) => sched.raised = Priority::Realtime,
-                Err(e) => tracing::info!("{name} thread: no real-time priority ({e}); using high"),
-            }
         }
-        if ctx.priority != Priority::Normal && sched.raised == Priority::Normal {
-            match raise(Priority::High) {
-                Ok(()) => sched.raised = Priority::High,
-                Err(e) => tracing::debug!("{name} thread: no scheduler priority: {e}"),
-            }
-        }
-        sched
     }
 
     /// Counts a round's `packets` (at `now`, ns): entering or leaving a flood lowers or
@@ -93,7 +93,7 @@ impl Sched {
     }
 }
 
-/// Puts the calling thread at `priority` ([`Priority::Normal`] is the caller's to handle).
+/// Puts the calling thread at `priority`, [`Priority::Realtime`] or [`Priority::High`].
 fn raise(priority: Priority) -> std::io::Result<()> {
     if priority == Priority::Realtime {
         sys::sched::set_realtime(RT_PRIORITY)
