@@ -40,6 +40,11 @@
 //!   a route to node 2 with a path MTU below the segment size, which every kernel refuses
 //!   (EINVAL, now EMSGSIZE): the one that exercises the fallback on a current kernel.
 //!
+//! - **Small datagrams coalesced** ([`small_datagrams_go_as_gso_sends`]): bursts of equal-size
+//!   UDP datagrams from node 1's pod to node 2's must arrive complete, in order and intact,
+//!   and node 1 must have sent some of them as one UDP GSO send (seen on node 2's underlay as
+//!   one packet longer than a datagram).
+//!
 //! Address plan as in `shared/TESTBED.md`; namespaces are cleaned up by the harness's guard.
 
 mod common;
@@ -62,6 +67,7 @@ per_io_mode!(
     unsafe_to_merge_arrives_intact,
     gso_fallback_tx_checksum_off,
     gso_refused_path_mtu,
+    small_datagrams_go_as_gso_sends,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1066,4 +1072,104 @@ fn gso_fallback(io: Io, refusal: Refusal) {
         assert_no_csum_errors(&c.ns(i), &format!("node {i}, {what}"));
     }
     c.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single datagrams of one length to one peer leave as UDP GSO sends.
+
+const BURSTS: u32 = 40;
+const BURST: u32 = 64;
+const DATAGRAM_PAYLOAD: usize = 200;
+
+/// The payload of datagram `seq` of the bursts.
+fn burst_payload(seq: u32) -> Vec<u8> {
+    let mut p = seq.to_be_bytes().to_vec();
+    p.extend((4..DATAGRAM_PAYLOAD).map(|i| (seq as usize * 7 + i) as u8));
+    p
+}
+
+/// Bursts of [`BURST`] datagrams of [`DATAGRAM_PAYLOAD`] bytes from node 1's pod to node 2's,
+/// each burst received before the next is sent (so no queue can overflow): every datagram
+/// must arrive once, in order and intact, and node 2's underlay must have seen a packet from
+/// node 1's tundra longer than one datagram of the wire format (a GSO send that crossed the
+/// veth whole), so the coalescing path was taken.
+fn small_datagrams_go_as_gso_sends(io: Io) {
+    let mut c = Cluster::new(2);
+    for i in 1..=2 {
+        c.start_tundra(i, &["--io", io.as_arg()]);
+    }
+    let offload = &c.stats_json(1)["offload"];
+    assert_eq!(offload["udp_gso"], Value::Bool(true), "node 1: {offload}");
+    let (ns1, ns2) = (c.ns(1), c.ns(2));
+    let (src, dst) = (pod_v4(1), pod_v4(2));
+    wait_ping(&ns1, &src.to_string(), &dst.to_string(), CONVERGE_TIMEOUT);
+    let sink = in_netns(&ns2, || {
+        std::net::UdpSocket::bind((dst, 9100)).expect("bind sink")
+    });
+    sink.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("SO_RCVTIMEO");
+    let sender = in_netns(&ns1, || {
+        std::net::UdpSocket::bind((src, 0)).expect("bind sender")
+    });
+
+    // The wire: the longest UDP packet from node 1's tundra that node 2's devices saw.
+    let wire = capture_socket(&ns2);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watching = stop.clone();
+    let from = underlay_v4(1).octets();
+    let watcher = thread::spawn(move || {
+        let (mut longest, mut buf) = (0, vec![0u8; 1 << 17]);
+        while !watching.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok(n) = (&wire).read(&mut buf) else {
+                continue;
+            };
+            let p = &buf[..n];
+            let ihl = usize::from(p.first().map_or(0, |b| b & 0x0f)) * 4;
+            let udp_from_tundra = n > ihl + 8
+                && p[0] >> 4 == 4
+                && p[9] == 17
+                && p[12..16] == from
+                && u16::from_be_bytes([p[ihl], p[ihl + 1]]) == PORT;
+            if udp_from_tundra {
+                longest = longest.max(n);
+            }
+        }
+        longest
+    });
+
+    let mut buf = [0u8; 2048];
+    for burst in 0..BURSTS {
+        let first = burst * BURST;
+        for seq in first..first + BURST {
+            sender
+                .send_to(&burst_payload(seq), (dst, 9100))
+                .expect("send");
+        }
+        for seq in first..first + BURST {
+            let n = sink.recv(&mut buf).unwrap_or_else(|e| {
+                panic!("--io {}: datagram {seq} did not arrive: {e}", io.as_arg())
+            });
+            let got = u32::from_be_bytes(buf[..4].try_into().unwrap());
+            assert_eq!(got, seq, "--io {}: out of order or lost", io.as_arg());
+            assert_eq!(buf[..n], burst_payload(seq)[..], "datagram {seq} corrupted");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let longest = watcher.join().expect("watcher");
+    // One datagram on the underlay: outer IPv4 and UDP, inner IPv4 and UDP, the payload.
+    let one = 20 + 8 + 20 + 8 + DATAGRAM_PAYLOAD;
+    assert!(
+        longest > one,
+        "--io {}: no GSO send seen on the underlay (longest packet {longest} bytes, one datagram is {one})",
+        io.as_arg()
+    );
+    // A GSO send still counts each datagram (the pings of wait_ping are a few more).
+    let sent = u64::from(BURSTS * BURST);
+    let s1 = c.stats(1);
+    assert!(
+        s1.tx_packets >= sent,
+        "node 1 counted {} datagrams sent",
+        s1.tx_packets
+    );
+    assert_eq!(s1.drops.send_error, 0, "node 1: {s1:?}");
 }

@@ -340,6 +340,44 @@ impl EgressBatch {
     }
 }
 
+/// The bytes of a send: a single datagram's length, or a GSO send's whole payload.
+pub fn send_len(send: &Send, spans: &[Span]) -> usize {
+    spans[send.spans.0 as usize..send.spans.1 as usize]
+        .iter()
+        .map(|s| s.len as usize)
+        .sum()
+}
+
+/// Splits a peer's run of sends (from [`EgressBatch::for_each_peer_run`]) into what goes out
+/// as one `sendmsg` each: a send as it is, or, where UDP GSO may be used (`gso`), consecutive
+/// single datagrams of one length, at most [`MAX_GSO_SEGMENTS`] and [`MAX_GSO_BYTES`], as one
+/// GSO send whose segments are those datagrams. The wire is the same (each datagram still
+/// carries one packet); a flood of small packets costs the kernel one send, and the peer's
+/// kernel one GRO train, per group instead of per packet.
+pub fn send_groups<'a>(
+    run: &'a [Send],
+    spans: &'a [Span],
+    gso: bool,
+) -> impl Iterator<Item = &'a [Send]> + 'a {
+    let mut rest = run;
+    std::iter::from_fn(move || {
+        let first = rest.first()?;
+        let n = if gso && first.segment_size == 0 {
+            let len = send_len(first, spans);
+            let most = (MAX_GSO_BYTES / len.max(1)).clamp(1, MAX_GSO_SEGMENTS);
+            rest.iter()
+                .take(most)
+                .take_while(|s| s.segment_size == 0 && send_len(s, spans) == len)
+                .count()
+        } else {
+            1
+        };
+        let (group, tail) = rest.split_at(n);
+        rest = tail;
+        Some(group)
+    })
+}
+
 /// A byte range of one slot's buffer. A TUN write gathers its pieces from every slot its
 /// packets were received in: a merged run may span several receives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -723,6 +761,44 @@ mod tests {
             }
         });
         out
+    }
+
+    /// The group sizes `send_groups` makes of one batch of packets read into slots of their own.
+    fn group_sizes(packets: &[(Vec<u8>, VnetHdr)], vnet: bool, gso: bool) -> Vec<usize> {
+        let (t, _) = tables();
+        let mut b = egress(vnet, gso);
+        for (i, (p, hdr)) in packets.iter().enumerate() {
+            let (mut buf, len) = read_into(&b, vnet.then_some(*hdr), p);
+            assert!(
+                b.push(&t, i as u16, &mut buf, len, 0),
+                "{:?}",
+                b.local.drops
+            );
+        }
+        let gso = b.gso();
+        let mut sizes = Vec::new();
+        b.for_each_peer_run(&t, |_, run, spans| {
+            sizes.extend(send_groups(run, spans, gso).map(<[Send]>::len));
+        });
+        sizes
+    }
+
+    #[test]
+    fn single_datagrams_of_one_length_go_as_one_gso_send() {
+        let plain = |payload| (ipv4_udp(V4_A, V4_B, 64, true, payload), VnetHdr::default());
+        // 1228-byte packets: 53 fit in 64 KiB.
+        let (small, other, big) = (plain(36), plain(37), plain(1200));
+        assert_eq!(group_sizes(&vec![small.clone(); 5], true, true), [5]);
+        // A length change starts a new group; without GSO each datagram is its own send.
+        let mixed = [small.clone(), small.clone(), other, small.clone()];
+        assert_eq!(group_sizes(&mixed, true, true), [2, 1, 1]);
+        assert_eq!(group_sizes(&mixed, true, false), [1, 1, 1, 1]);
+        // At most 64 datagrams, and at most 64 KiB.
+        assert_eq!(group_sizes(&vec![small.clone(); 70], false, true), [64, 6]);
+        assert_eq!(group_sizes(&vec![big; 60], false, true), [53, 7]);
+        // A super-packet's send stays alone, and so does the datagram after it.
+        let both = [super_packet(4, 1000), small];
+        assert_eq!(group_sizes(&both, true, true), [1, 1]);
     }
 
     #[test]

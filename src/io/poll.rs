@@ -81,9 +81,10 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
                 .count();
             batch.local.icmp_sent += sent as u64;
             unsent.clear();
+            let gso = batch.gso();
             batch.for_each_peer_run(&table, |peer, run, spans| {
                 let addr = ctx.peer_sockaddr(peer.addr);
-                unsent.push(out.send(udp, |s| slots.get(s), run, spans, &addr));
+                unsent.push(out.send(udp, |s| slots.get(s), run, spans, &addr, gso));
             });
             for u in &unsent {
                 batch.local.drops[DropReason::SendError as usize] += u.datagrams;

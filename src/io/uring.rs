@@ -5,7 +5,9 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
-use datapath::batch::{EgressBatch, IngressBatch};
+use datapath::batch::{
+    send_groups, send_len, EgressBatch, IngressBatch, Piece, Send, MAX_GSO_SEGMENTS,
+};
 use datapath::DropReason;
 
 use super::{gso_refused, Ctx, DropLog, Sched, BATCH, SUPER_BATCH, SUPER_BYTES, TICK};
@@ -97,6 +99,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
     let mut batch = ctx.egress_batch();
     let range = batch.read_range();
     let (mut reads, size) = (0, in_flight(&ctx));
+    let mut pieces = Vec::with_capacity(MAX_GSO_SEGMENTS);
     let mut log = DropLog::new("egress");
     let mut sched = Sched::start("egress", &ctx);
     while !ctx.stopped() {
@@ -137,7 +140,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
             slots.release(&c);
         }
         sched.tick(now, got);
-        queue_egress(&ctx, &mut slots.ring, &mut batch, &table)?;
+        queue_egress(&ctx, &mut slots.ring, &mut batch, &table, &mut pieces)?;
         // Every round, also one with only send or ICMP completions, so the counters never lag.
         log.note(&batch.local);
         ctx.counters.absorb(&mut batch.local);
@@ -145,25 +148,43 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
     Ok(())
 }
 
-/// Queues the batch's ICMP errors into the TUN and its sends, grouped by peer.
+/// Queues the batch's ICMP errors into the TUN and its sends, grouped by peer; single
+/// datagrams of one length to one peer go as one GSO send that points into all their slots
+/// ([`send_groups`]). `pieces` is room for such a send's pieces.
 fn queue_egress(
     ctx: &Ctx,
     ring: &mut Ring,
     batch: &mut EgressBatch,
     table: &datapath::Table,
+    pieces: &mut Vec<Piece>,
 ) -> io::Result<()> {
     for &(slot, span) in batch.replies() {
         ring.writev(TUN, usize::from(slot), 1, &[span])?;
     }
+    let gso = batch.gso();
     let mut res = Ok(());
     batch.for_each_peer_run(table, |peer, run, spans| {
         let addr = ctx.peer_sockaddr(peer.addr);
-        for s in run {
-            if res.is_ok() {
-                let spans = &spans[s.spans.0 as usize..s.spans.1 as usize];
-                let (slot, part) = (usize::from(s.slot), usize::from(s.part));
-                res = ring.send(UDP, slot, part, spans, &addr, s.segment_size);
+        for group in send_groups(run, spans, gso) {
+            if res.is_err() {
+                return;
             }
+            let of = |s: &Send| &spans[s.spans.0 as usize..s.spans.1 as usize];
+            res = match group {
+                [s] => {
+                    let (slot, part) = (usize::from(s.slot), usize::from(s.part));
+                    ring.send(UDP, slot, part, of(s), &addr, s.segment_size)
+                }
+                _ => {
+                    pieces.clear();
+                    for s in group {
+                        pieces.extend(of(s).iter().map(|&span| Piece { slot: s.slot, span }));
+                    }
+                    let size = send_len(&group[0], spans) as u16;
+                    let (part, n) = (usize::from(group[0].part), group.len() as u16);
+                    ring.send_pieces(UDP, part, pieces, &addr, size, n)
+                }
+            };
         }
     });
     res

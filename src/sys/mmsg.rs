@@ -6,7 +6,7 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use datapath::batch::{Piece, RecvMeta, Send, Span, MAX_SPANS, SLOT_SIZE};
+use datapath::batch::{send_groups, send_len, Piece, RecvMeta, Send, Span, MAX_SPANS, SLOT_SIZE};
 use socket2::SockAddr;
 
 use super::cmsg::{self, CmsgBuf};
@@ -172,6 +172,8 @@ pub struct SendBatch {
     iovs: Box<[libc::iovec]>,
     cmsgs: Box<[CmsgBuf]>,
     hdrs: Box<[libc::mmsghdr]>,
+    /// Per header: the datagrams it carries, and whether it is a GSO send.
+    carries: Box<[(u16, bool)]>,
 }
 
 /// What a [`SendBatch::send`] could not send.
@@ -189,12 +191,14 @@ impl SendBatch {
             iovs: (0..n * MAX_SPANS).map(|_| zeroed()).collect(),
             cmsgs: (0..n).map(|_| CmsgBuf::new()).collect(),
             hdrs: (0..n).map(|_| zeroed()).collect(),
+            carries: vec![(0, false); n].into_boxed_slice(),
         }
     }
 
     /// Sends every one of `sends` to `addr` with as few `sendmmsg` calls as the batch size
-    /// allows; a send's bytes are its `spans` of the buffer `slot(send.slot)`. A send the
-    /// kernel refuses is counted and skipped; the rest go on.
+    /// allows; a send's bytes are its `spans` of the buffer `slot(send.slot)`. Where `gso`,
+    /// single datagrams of one length go as one GSO send ([`send_groups`]). A send the kernel
+    /// refuses is counted and skipped; the rest go on.
     pub fn send<'a>(
         &mut self,
         fd: BorrowedFd<'_>,
@@ -202,22 +206,32 @@ impl SendBatch {
         sends: &[Send],
         spans: &[Span],
         addr: &SockAddr,
+        gso: bool,
     ) -> Unsent {
         let mut unsent = Unsent::default();
-        for chunk in sends.chunks(self.hdrs.len()) {
-            let mut iov_at = 0;
-            for (i, s) in chunk.iter().enumerate() {
-                let spans = &spans[s.spans.0 as usize..s.spans.1 as usize];
-                let n = fill_iovs(slot(usize::from(s.slot)), spans, &mut self.iovs[iov_at..]);
-                let h = &mut self.hdrs[i].msg_hdr;
-                h.msg_iov = &mut self.iovs[iov_at];
-                h.msg_iovlen = n;
+        let mut groups = send_groups(sends, spans, gso).peekable();
+        while groups.peek().is_some() {
+            let (mut n, mut iov_at) = (0, 0);
+            while n < self.hdrs.len() {
+                let Some(group) = groups.next() else { break };
+                let start = iov_at;
+                for s in group {
+                    let spans = &spans[s.spans.0 as usize..s.spans.1 as usize];
+                    iov_at += fill_iovs(slot(usize::from(s.slot)), spans, &mut self.iovs[iov_at..]);
+                }
+                let (size, datagrams) = match group {
+                    [s] => (s.segment_size, s.datagrams),
+                    _ => (send_len(&group[0], spans) as u16, group.len() as u16),
+                };
+                let h = &mut self.hdrs[n].msg_hdr;
+                h.msg_iov = &mut self.iovs[start];
+                h.msg_iovlen = iov_at - start;
                 h.msg_name = addr.as_ptr() as *mut libc::c_void;
                 h.msg_namelen = addr.len();
-                cmsg::set_segment_size(h, &mut self.cmsgs[i], s.segment_size);
-                iov_at += n;
+                cmsg::set_segment_size(h, &mut self.cmsgs[n], size);
+                self.carries[n] = (datagrams, size != 0);
+                n += 1;
             }
-            let n = chunk.len();
             let mut done = 0;
             while done < n {
                 // SAFETY: headers done..n point at the slot buffers borrowed for `'a` and at
@@ -235,9 +249,9 @@ impl SendBatch {
                     Ok(r) => done += r as usize,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        let s = &chunk[done];
-                        unsent.datagrams += u64::from(s.datagrams);
-                        if s.segment_size != 0 {
+                        let (datagrams, gso) = self.carries[done];
+                        unsent.datagrams += u64::from(datagrams);
+                        if gso {
                             unsent.gso_errno = e.raw_os_error();
                         }
                         done += 1;

@@ -165,6 +165,40 @@ impl Ring {
     /// merged from several receives. The first piece's slot owns the operation; every other
     /// slot it points into is held (busy) until that slot is idle again.
     pub fn writev_pieces(&mut self, file: File, packets: u16, pieces: &[Piece]) -> io::Result<()> {
+        let (owner, iov, n, before) = self.take_piece_iovs(pieces)?;
+        let sqe = opcode::Writev::new(file.fixed(), iov, n as u32).build();
+        self.push_held(sqe, Op::Write, owner, packets, before)
+    }
+
+    /// Queues a `sendmsg` of `pieces` to `addr` on socket `file`, as one UDP GSO send of
+    /// `datagrams` segments of `segment_size` bytes, with message header `msg` of the first
+    /// piece's slot, which owns the operation; every other slot it points into is held (busy)
+    /// until that slot is idle again (as [`Ring::writev_pieces`]).
+    pub fn send_pieces(
+        &mut self,
+        file: File,
+        msg: usize,
+        pieces: &[Piece],
+        addr: &SockAddr,
+        segment_size: u16,
+        datagrams: u16,
+    ) -> io::Result<()> {
+        if msg >= MSGS {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "message index"));
+        }
+        let (owner, iov, n, before) = self.take_piece_iovs(pieces)?;
+        let hdr = self.message(owner, msg, addr, iov, n, segment_size);
+        let sqe = opcode::SendMsg::new(file.fixed(), hdr).build();
+        self.push_held(sqe, Op::Send, owner, datagrams, before)
+    }
+
+    /// The iovecs of `pieces` in their first slot's list, and the other slots they point into
+    /// added to its holds: (owner, iovecs, count, holds before). Undone by
+    /// [`Ring::push_held`] if the operation is not queued.
+    fn take_piece_iovs(
+        &mut self,
+        pieces: &[Piece],
+    ) -> io::Result<(usize, *mut libc::iovec, usize, usize)> {
         let Some(owner) = pieces.first().map(|p| usize::from(p.slot)) else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no pieces"));
         };
@@ -197,9 +231,20 @@ impl Ring {
             &mut m.iovs[at..],
         );
         m.iovs_used = at + n;
-        let iov = &raw mut m.iovs[at];
-        let sqe = opcode::Writev::new(file.fixed(), iov, n as u32).build();
-        if let Err(e) = self.push(sqe, Op::Write, owner, packets) {
+        Ok((owner, &raw mut m.iovs[at], n, before))
+    }
+
+    /// Pushes an operation of `owner` whose pieces [`Ring::take_piece_iovs`] took, and marks
+    /// the slots it holds busy; if it cannot be queued, drops the holds it added.
+    fn push_held(
+        &mut self,
+        sqe: squeue::Entry,
+        op: Op,
+        owner: usize,
+        count: u16,
+        before: usize,
+    ) -> io::Result<()> {
+        if let Err(e) = self.push(sqe, op, owner, count) {
             self.metas[owner].held = before;
             return Err(e);
         }
@@ -231,24 +276,7 @@ impl Ring {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "message index"));
         }
         let (iov, n) = self.take_iovs(slot, spans)?;
-        let m = &mut self.metas[slot];
-        let alen = (addr.len() as usize).min(mem::size_of::<libc::sockaddr_storage>());
-        // SAFETY: both pointers are valid for `alen` bytes (SockAddr's storage is a
-        // sockaddr_storage, and alen is clamped to its size) and do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                addr.as_ptr().cast::<u8>(),
-                (&raw mut m.addr).cast::<u8>(),
-                alen,
-            );
-        }
-        let hdr = &mut m.hdrs[msg];
-        hdr.msg_name = (&raw mut m.addr).cast();
-        hdr.msg_namelen = alen as libc::socklen_t;
-        hdr.msg_iov = iov;
-        hdr.msg_iovlen = n;
-        hdr.msg_flags = 0;
-        cmsg::set_segment_size(hdr, &mut m.cmsgs[msg], segment_size);
+        let hdr = self.message(slot, msg, addr, iov, n, segment_size);
         let sqe = opcode::SendMsg::new(file.fixed(), hdr).build();
         let datagrams = if segment_size == 0 { 1 } else { n / 2 };
         self.push(sqe, Op::Send, slot, datagrams as u16)
@@ -452,6 +480,38 @@ impl Ring {
     }
 
     /// Points the slot's next free iovecs at `spans` of its buffer.
+    /// Sets up message header `msg` of `slot` to send `iov` (`n` iovecs) to `addr`, with
+    /// `UDP_SEGMENT = segment_size` unless it is 0.
+    fn message(
+        &mut self,
+        slot: usize,
+        msg: usize,
+        addr: &SockAddr,
+        iov: *mut libc::iovec,
+        n: usize,
+        segment_size: u16,
+    ) -> *mut libc::msghdr {
+        let m = &mut self.metas[slot];
+        let alen = (addr.len() as usize).min(mem::size_of::<libc::sockaddr_storage>());
+        // SAFETY: both pointers are valid for `alen` bytes (SockAddr's storage is a
+        // sockaddr_storage, and alen is clamped to its size) and do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                addr.as_ptr().cast::<u8>(),
+                (&raw mut m.addr).cast::<u8>(),
+                alen,
+            );
+        }
+        let hdr = &mut m.hdrs[msg];
+        hdr.msg_name = (&raw mut m.addr).cast();
+        hdr.msg_namelen = alen as libc::socklen_t;
+        hdr.msg_iov = iov;
+        hdr.msg_iovlen = n;
+        hdr.msg_flags = 0;
+        cmsg::set_segment_size(hdr, &mut m.cmsgs[msg], segment_size);
+        hdr
+    }
+
     fn take_iovs(&mut self, slot: usize, spans: &[Span]) -> io::Result<(*mut libc::iovec, usize)> {
         let m = &mut self.metas[slot];
         let at = m.iovs_used;
