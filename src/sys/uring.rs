@@ -479,7 +479,6 @@ impl Ring {
         }
     }
 
-    /// Points the slot's next free iovecs at `spans` of its buffer.
     /// Sets up message header `msg` of `slot` to send `iov` (`n` iovecs) to `addr`, with
     /// `UDP_SEGMENT = segment_size` unless it is 0.
     fn message(
@@ -512,6 +511,7 @@ impl Ring {
         hdr
     }
 
+    /// Points the slot's next free iovecs at `spans` of its buffer.
     fn take_iovs(&mut self, slot: usize, spans: &[Span]) -> io::Result<(*mut libc::iovec, usize)> {
         let m = &mut self.metas[slot];
         let at = m.iovs_used;
