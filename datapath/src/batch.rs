@@ -79,6 +79,13 @@ pub struct Send {
     pub bytes: u32,
 }
 
+impl Send {
+    /// This send's spans, out of its batch's `spans` ([`EgressBatch::for_each_peer_run`]).
+    pub fn spans_of<'a>(&self, spans: &'a [Span]) -> &'a [Span] {
+        &spans[self.spans.0 as usize..self.spans.1 as usize]
+    }
+}
+
 /// An egress batch: packets read from the TUN become sends to peers and ICMP errors back.
 #[derive(Debug)]
 pub struct EgressBatch {
@@ -319,7 +326,7 @@ impl EgressBatch {
 
     /// The spans a send covers.
     pub fn spans(&self, send: &Send) -> &[Span] {
-        &self.spans[send.spans.0 as usize..send.spans.1 as usize]
+        send.spans_of(&self.spans)
     }
 
     /// Sorts the sends into runs by peer, adds each run to its peer's counters, and calls `f`
@@ -341,11 +348,17 @@ impl EgressBatch {
 }
 
 /// The bytes of a send: a single datagram's length, or a GSO send's whole payload.
-pub fn send_len(send: &Send, spans: &[Span]) -> usize {
-    spans[send.spans.0 as usize..send.spans.1 as usize]
-        .iter()
-        .map(|s| s.len as usize)
-        .sum()
+fn send_len(send: &Send, spans: &[Span]) -> usize {
+    send.spans_of(spans).iter().map(|s| s.len as usize).sum()
+}
+
+/// What a group of [`send_groups`] goes out as: (`UDP_SEGMENT` size, 0 for a single
+/// datagram; datagrams).
+pub fn group_shape(group: &[Send], spans: &[Span]) -> (u16, u16) {
+    match group {
+        [s] => (s.segment_size, s.datagrams),
+        _ => (send_len(&group[0], spans) as u16, group.len() as u16),
+    }
 }
 
 /// Splits a peer's run of sends (from [`EgressBatch::for_each_peer_run`]) into what goes out
@@ -755,7 +768,7 @@ mod tests {
         let mut out = Vec::new();
         batch.for_each_peer_run(table, |_, run, spans| {
             for s in run {
-                let spans = &spans[s.spans.0 as usize..s.spans.1 as usize];
+                let spans = s.spans_of(spans);
                 let bytes: Vec<u8> = spans.iter().flat_map(|sp| sp.of(buf).to_vec()).collect();
                 out.push((s.segment_size, bytes));
             }

@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
 use datapath::batch::{
-    send_groups, send_len, EgressBatch, IngressBatch, Piece, Send, MAX_GSO_SEGMENTS,
+    group_shape, send_groups, EgressBatch, IngressBatch, Piece, MAX_GSO_SEGMENTS,
 };
 use datapath::DropReason;
 
@@ -169,20 +169,19 @@ fn queue_egress(
             if res.is_err() {
                 return;
             }
-            let of = |s: &Send| &spans[s.spans.0 as usize..s.spans.1 as usize];
             res = match group {
                 [s] => {
                     let (slot, part) = (usize::from(s.slot), usize::from(s.part));
-                    ring.send(UDP, slot, part, of(s), &addr, s.segment_size)
+                    ring.send(UDP, slot, part, s.spans_of(spans), &addr, s.segment_size)
                 }
                 _ => {
                     pieces.clear();
                     for s in group {
-                        pieces.extend(of(s).iter().map(|&span| Piece { slot: s.slot, span }));
+                        let of_slot = |&span| Piece { slot: s.slot, span };
+                        pieces.extend(s.spans_of(spans).iter().map(of_slot));
                     }
-                    let size = send_len(&group[0], spans) as u16;
-                    let (part, n) = (usize::from(group[0].part), group.len() as u16);
-                    ring.send_pieces(UDP, part, pieces, &addr, size, n)
+                    let (size, n) = group_shape(group, spans);
+                    ring.send_pieces(UDP, usize::from(group[0].part), pieces, &addr, size, n)
                 }
             };
         }

@@ -6,7 +6,9 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use datapath::batch::{send_groups, send_len, Piece, RecvMeta, Send, Span, MAX_SPANS, SLOT_SIZE};
+use datapath::batch::{
+    group_shape, send_groups, Piece, RecvMeta, Send, Span, MAX_SPANS, SLOT_SIZE,
+};
 use socket2::SockAddr;
 
 use super::cmsg::{self, CmsgBuf};
@@ -216,13 +218,10 @@ impl SendBatch {
                 let Some(group) = groups.next() else { break };
                 let start = iov_at;
                 for s in group {
-                    let spans = &spans[s.spans.0 as usize..s.spans.1 as usize];
-                    iov_at += fill_iovs(slot(usize::from(s.slot)), spans, &mut self.iovs[iov_at..]);
+                    let buf = slot(usize::from(s.slot));
+                    iov_at += fill_iovs(buf, s.spans_of(spans), &mut self.iovs[iov_at..]);
                 }
-                let (size, datagrams) = match group {
-                    [s] => (s.segment_size, s.datagrams),
-                    _ => (send_len(&group[0], spans) as u16, group.len() as u16),
-                };
+                let (size, datagrams) = group_shape(group, spans);
                 let h = &mut self.hdrs[n].msg_hdr;
                 h.msg_iov = &mut self.iovs[start];
                 h.msg_iovlen = iov_at - start;
