@@ -169,10 +169,11 @@ fn queue_egress(
             if res.is_err() {
                 return;
             }
+            let shape = group_shape(group, spans);
             res = match group {
                 [s] => {
                     let (slot, part) = (usize::from(s.slot), usize::from(s.part));
-                    ring.send(UDP, slot, part, s.spans_of(spans), &addr, s.segment_size)
+                    ring.send(UDP, slot, part, s.spans_of(spans), &addr, shape)
                 }
                 _ => {
                     pieces.clear();
@@ -180,8 +181,7 @@ fn queue_egress(
                         let of_slot = |&span| Piece { slot: s.slot, span };
                         pieces.extend(s.spans_of(spans).iter().map(of_slot));
                     }
-                    let (size, n) = group_shape(group, spans);
-                    ring.send_pieces(UDP, usize::from(group[0].part), pieces, &addr, size, n)
+                    ring.send_pieces(UDP, usize::from(group[0].part), pieces, &addr, shape)
                 }
             };
         }

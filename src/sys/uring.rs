@@ -171,7 +171,7 @@ impl Ring {
     }
 
     /// Queues a `sendmsg` of `pieces` to `addr` on socket `file`, as one UDP GSO send of
-    /// `datagrams` segments of `segment_size` bytes, with message header `msg` of the first
+    /// `shape` = (segment size, datagrams), with message header `msg` of the first
     /// piece's slot, which owns the operation; every other slot it points into is held (busy)
     /// until that slot is idle again (as [`Ring::writev_pieces`]).
     pub fn send_pieces(
@@ -180,8 +180,7 @@ impl Ring {
         msg: usize,
         pieces: &[Piece],
         addr: &SockAddr,
-        segment_size: u16,
-        datagrams: u16,
+        (segment_size, datagrams): (u16, u16),
     ) -> io::Result<()> {
         if msg >= MSGS {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "message index"));
@@ -262,7 +261,8 @@ impl Ring {
 
     /// Queues a `sendmsg` of `spans` of `slot` to `addr` on socket `file`, with message header
     /// `msg` of the slot (each send of a slot in flight needs its own), and with
-    /// `UDP_SEGMENT = segment_size` unless it is 0 (then `spans` are one datagram).
+    /// `shape` = (`UDP_SEGMENT` size, 0 for one datagram; datagrams carried, the count a
+    /// failed send drops), as `datapath::batch::group_shape` gives it.
     pub fn send(
         &mut self,
         file: File,
@@ -270,7 +270,7 @@ impl Ring {
         msg: usize,
         spans: &[Span],
         addr: &SockAddr,
-        segment_size: u16,
+        (segment_size, datagrams): (u16, u16),
     ) -> io::Result<()> {
         if msg >= MSGS {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "message index"));
@@ -278,8 +278,7 @@ impl Ring {
         let (iov, n) = self.take_iovs(slot, spans)?;
         let hdr = self.message(slot, msg, addr, iov, n, segment_size);
         let sqe = opcode::SendMsg::new(file.fixed(), hdr).build();
-        let datagrams = if segment_size == 0 { 1 } else { n / 2 };
-        self.push(sqe, Op::Send, slot, datagrams as u16)
+        self.push(sqe, Op::Send, slot, datagrams)
     }
 
     /// Queues a `recvmsg` of one (GRO: coalesced) datagram on socket `file` into `slot` at
