@@ -109,6 +109,12 @@ def batch_seeds():
             if flags & 4:
                 data = bytes(10) + p
             write("batch", struct.pack("!BHHBH", flags, 0, 0, 0, 1400) + data)
+    # Reads of several packets, one per slot (flag 64, stride = one read): with GSO (8) small
+    # datagrams to one peer group into one send.
+    for p in packets()[:2]:
+        for flags in [64 | 8, 64 | 8 | 4 | 2, 64]:
+            data = bytes(10) + p if flags & 4 else p
+            write("batch", struct.pack("!BHHBH", flags, 0, len(data), 0, 1400) + data * 5)
     for name, f in frames():
         if "198.18.0.2" not in name:
             continue

@@ -5,20 +5,26 @@
 //! the format (udp, or vxlan with the fixed VNI and MAC), the virtio-net header and GSO.
 //! The bytes go where the engine would read or receive them (a vnet header first, if any);
 //! with flag 64 a receive is cut into `stride`-byte datagrams, each received into a slot of
-//! its own (as from a veth), so that runs merge across slots.
+//! its own (as from a veth), so that runs merge across slots, and a read into `stride`-byte
+//! packets, each read into a slot of its own, so that small datagrams group into GSO sends.
 //!
 //! Asserts: no panic; every span of every send, reply and write lies inside its slot buffer;
 //! a send's spans add up to its bytes plus one wire header per datagram, and each of its
-//! datagrams passes the receiving side's `Encap::decap` and holds one valid IP packet; a write
+//! datagrams passes the receiving side's `Encap::decap` and holds one valid IP packet;
+//! `send_groups` keeps every send, in order, and groups only single datagrams of one length
+//! within the GSO limits (and only with GSO); a write
 //! is a virtio-net header (with offloads) followed by one valid IP packet for a local address,
 //! and the writes carry every packet the batch counted as received.
 
 #![no_main]
 
-use datapath::batch::{EgressBatch, IngressBatch, RecvMeta, Span, SCRATCH, SLOT_SIZE};
+use datapath::batch::{
+    group_shape, send_groups, EgressBatch, IngressBatch, RecvMeta, Send, Span, MAX_GSO_BYTES,
+    MAX_GSO_SEGMENTS, SCRATCH, SLOT_SIZE,
+};
 use datapath::offload::{VnetHdr, VNET_HDR_LEN};
 use datapath::wire::IpPacket;
-use datapath::{DropReason, Encap, Encapsulator, Table, WireFormat};
+use datapath::{DropReason, Encap, Encapsulator, Peer, Table, WireFormat};
 use libfuzzer_sys::fuzz_target;
 use tundra_fuzz::{sender, table, Input, OURS, VNI};
 
@@ -46,11 +52,11 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Encap::Udp
     };
-    let mut buf = vec![0u8; SLOT_SIZE];
     TABLES.with(|tables| {
         let t = &tables[usize::from(vxlan)];
         if flags & 1 == 0 {
-            egress(t, encap, vnet, gso, &mut buf, bytes, len, mtu);
+            let stride = (flags & 64 != 0).then_some(stride);
+            egress(t, encap, vnet, gso, bytes, len, stride, mtu);
         } else {
             let port = if flags & 16 != 0 {
                 40000
@@ -68,71 +74,56 @@ fuzz_target!(|data: &[u8]| {
             if flags & 64 != 0 {
                 ingress_slots(t, encap, vnet, bytes, meta);
             } else {
-                ingress(t, encap, vnet, &mut buf, bytes, meta);
+                ingress(t, encap, vnet, &mut vec![0u8; SLOT_SIZE], bytes, meta);
             }
         }
     });
 });
 
+/// How many slots a batch cut into datagrams or packets (flag 64) fills at most.
+const SLOTS: usize = 16;
+
+/// Reads `bytes` from the TUN as one packet (its length `len` if the top bit is set), or with
+/// `stride` set cut into `stride`-byte packets, each read into a slot of its own, as one batch.
 #[allow(clippy::too_many_arguments)]
 fn egress(
     t: &Table,
     encap: Encap,
     vnet: bool,
     gso: bool,
-    buf: &mut [u8],
     bytes: &[u8],
     len: usize,
+    stride: Option<usize>,
     mtu: usize,
 ) {
     let mut batch = EgressBatch::new(Encapsulator::new(mtu, 1000), encap, vnet, gso);
     let (at, room) = batch.read_range();
-    let n = bytes.len().min(room);
-    buf[at..at + n].copy_from_slice(&bytes[..n]);
-    // The read length: what was copied, or a fuzzed one within the read range.
-    let len = if len & 0x8000 != 0 {
-        (len & 0x7fff).min(room)
-    } else {
-        n
+    let chunks: Vec<&[u8]> = match stride {
+        Some(stride) => bytes.chunks(stride.clamp(1, room)).take(SLOTS).collect(),
+        None => vec![&bytes[..bytes.len().min(room)]],
     };
-    let busy = batch.push(t, 0, buf, len, 1);
-    let hlen = encap.header_len();
-    let mut sends = 0;
+    let mut bufs = vec![vec![0u8; SLOT_SIZE]; chunks.len()];
+    let mut busy = vec![false; chunks.len()];
+    for (i, chunk) in chunks.iter().enumerate() {
+        bufs[i][at..at + chunk.len()].copy_from_slice(chunk);
+        // The read length: what was copied, or a fuzzed one within the read range.
+        let len = match stride {
+            None if len & 0x8000 != 0 => (len & 0x7fff).min(room),
+            _ => chunk.len(),
+        };
+        busy[i] = batch.push(t, i as u16, &mut bufs[i], len, 1);
+    }
+    let mut used = vec![false; bufs.len()];
     batch.for_each_peer_run(t, |peer, run, spans| {
         for send in run {
-            sends += 1;
-            let spans = &spans[send.spans.0 as usize..send.spans.1 as usize];
-            let total: usize = spans.iter().map(|s| inside(s, buf).len()).sum();
-            let datagrams = usize::from(send.datagrams);
-            assert!(datagrams >= 1);
-            assert_eq!(total, send.bytes as usize + datagrams * hlen);
-            // Split the send into datagrams (GSO: every one but the last `segment_size`).
-            let wire: Vec<u8> = spans.iter().flat_map(|s| s.of(buf)).copied().collect();
-            let size = match send.segment_size {
-                0 => wire.len(),
-                s => usize::from(s),
-            };
-            assert_eq!(wire.len().div_ceil(size.max(1)), datagrams);
-            for datagram in wire.chunks(size.max(1)) {
-                let receiver = match encap {
-                    Encap::Udp => Encap::Udp,
-                    Encap::Vxlan { vni, .. } => Encap::Vxlan {
-                        vni,
-                        mac: peer.mac.expect("a vxlan peer has a MAC"),
-                    },
-                };
-                let off = receiver
-                    .decap(datagram)
-                    .expect("the peer accepts our header");
-                assert_eq!(off, hlen);
-                let inner = IpPacket::new_checked(&datagram[off..]).expect("a valid packet");
-                assert!(!t.is_local(inner.dst_addr()));
-            }
+            used[usize::from(send.slot)] = true;
+            check_send(t, encap, peer, send, spans, &bufs[usize::from(send.slot)]);
         }
+        check_groups(run, spans, gso);
     });
     for (slot, span) in batch.replies() {
-        assert_eq!(*slot, 0);
-        let reply = inside(span, buf);
+        used[usize::from(*slot)] = true;
+        let reply = inside(span, &bufs[usize::from(*slot)]);
         let skip = if vnet { VNET_HDR_LEN } else { 0 };
         assert!(
             reply[..skip].iter().all(|&b| b == 0),
@@ -140,7 +131,76 @@ fn egress(
         );
         IpPacket::new_checked(&reply[skip..]).expect("a reply is a valid packet");
     }
-    assert_eq!(busy, sends > 0 || !batch.replies().is_empty());
+    assert_eq!(
+        busy, used,
+        "push says which slots the sends and replies point into"
+    );
+}
+
+/// A send's spans add up to its bytes plus one wire header per datagram, and each of its
+/// datagrams passes the receiving side's `Encap::decap` and holds one valid IP packet for a
+/// remote address.
+fn check_send(t: &Table, encap: Encap, peer: &Peer, send: &Send, spans: &[Span], buf: &[u8]) {
+    let hlen = encap.header_len();
+    let spans = send.spans_of(spans);
+    let total: usize = spans.iter().map(|s| inside(s, buf).len()).sum();
+    let datagrams = usize::from(send.datagrams);
+    assert!(datagrams >= 1);
+    assert_eq!(total, send.bytes as usize + datagrams * hlen);
+    // Split the send into datagrams (GSO: every one but the last `segment_size`).
+    let wire: Vec<u8> = spans.iter().flat_map(|s| s.of(buf)).copied().collect();
+    let size = match send.segment_size {
+        0 => wire.len(),
+        s => usize::from(s),
+    };
+    assert_eq!(wire.len().div_ceil(size.max(1)), datagrams);
+    let receiver = match encap {
+        Encap::Udp => Encap::Udp,
+        Encap::Vxlan { vni, .. } => Encap::Vxlan {
+            vni,
+            mac: peer.mac.expect("a vxlan peer has a MAC"),
+        },
+    };
+    for datagram in wire.chunks(size.max(1)) {
+        let off = receiver
+            .decap(datagram)
+            .expect("the peer accepts our header");
+        assert_eq!(off, hlen);
+        let inner = IpPacket::new_checked(&datagram[off..]).expect("a valid packet");
+        assert!(!t.is_local(inner.dst_addr()));
+    }
+}
+
+/// `send_groups` cuts a peer's run into groups in order, leaving nothing out; a group of more
+/// than one send (only with GSO) is single datagrams of one length, at most
+/// `MAX_GSO_SEGMENTS` and `MAX_GSO_BYTES`, and `group_shape` gives what each goes out as.
+fn check_groups(run: &[Send], spans: &[Span], gso: bool) {
+    let mut at = 0;
+    for group in send_groups(run, spans, gso) {
+        assert!(!group.is_empty());
+        assert_eq!(group, &run[at..at + group.len()], "groups in order");
+        at += group.len();
+        let (size, n) = group_shape(group, spans);
+        let len = |s: &Send| {
+            s.spans_of(spans)
+                .iter()
+                .map(|p| p.len as usize)
+                .sum::<usize>()
+        };
+        if let [s] = group {
+            assert_eq!((size, n), (s.segment_size, s.datagrams));
+            continue;
+        }
+        assert!(gso, "no groups without GSO");
+        assert!(group.len() <= MAX_GSO_SEGMENTS);
+        assert!(group
+            .iter()
+            .all(|s| s.segment_size == 0 && s.datagrams == 1));
+        assert!(group.iter().all(|s| len(s) == usize::from(size)));
+        assert!(group.len() * usize::from(size) <= MAX_GSO_BYTES);
+        assert_eq!(usize::from(n), group.len());
+    }
+    assert_eq!(at, run.len(), "every send in a group");
 }
 
 fn ingress(t: &Table, encap: Encap, vnet: bool, buf: &mut [u8], bytes: &[u8], meta: RecvMeta) {
@@ -179,12 +239,15 @@ fn ingress(t: &Table, encap: Encap, vnet: bool, buf: &mut [u8], bytes: &[u8], me
 /// Receives `bytes` cut into `meta.stride`-byte datagrams, each into its own slot (at most
 /// [`SLOTS`]), as one batch.
 fn ingress_slots(t: &Table, encap: Encap, vnet: bool, bytes: &[u8], meta: RecvMeta) {
-    const SLOTS: usize = 16;
     let mut batch = IngressBatch::new(encap, vnet);
     let (at, room) = batch.recv_range();
     let mut bufs = vec![vec![0u8; SLOT_SIZE]; SLOTS];
     let mut busy = [false; SLOTS];
-    for (i, chunk) in bytes.chunks(meta.stride.clamp(1, room)).take(SLOTS).enumerate() {
+    for (i, chunk) in bytes
+        .chunks(meta.stride.clamp(1, room))
+        .take(SLOTS)
+        .enumerate()
+    {
         bufs[i][at..at + chunk.len()].copy_from_slice(chunk);
         let meta = RecvMeta {
             len: chunk.len(),
@@ -201,7 +264,10 @@ fn ingress_slots(t: &Table, encap: Encap, vnet: bool, bytes: &[u8], meta: RecvMe
     let mut used = [false; SLOTS];
     for write in batch.writes() {
         let pieces = batch.pieces(write);
-        assert_eq!(write.slot, pieces[0].slot, "a write belongs to its first piece's slot");
+        assert_eq!(
+            write.slot, pieces[0].slot,
+            "a write belongs to its first piece's slot"
+        );
         let bytes: Vec<u8> = pieces
             .iter()
             .flat_map(|p| {
