@@ -11,6 +11,7 @@ use datapath::batch::{
 use datapath::DropReason;
 
 use super::{gso_refused, Ctx, DropLog, Sched, BATCH, SUPER_BATCH, SUPER_BYTES, TICK};
+use crate::sys::mmsg;
 use crate::sys::uring::{Completion, File, Op, Ring, MMSGS};
 
 /// Slots per ring: reads (or receives) kept in flight plus room for sends and writes in flight.
@@ -26,7 +27,7 @@ pub fn probe() -> io::Result<()> {
 /// every read or receive armed on an empty TUN or socket is one more wait-queue entry that
 /// each packet arriving there wakes (docs/profiling.md), and with offloads 4 are as fast as
 /// 64 and a packet waits behind less. A burst of single datagrams is taken with one
-/// `recvmmsg` instead ([`drain`]).
+/// `recvmmsg` instead ([`drain`]), a burst of small packets with `read`s ([`drain_tun`]).
 fn in_flight(ctx: &Ctx) -> usize {
     if ctx.offloads.tun.tso {
         SUPER_BATCH
@@ -90,10 +91,10 @@ impl Slots {
 
 /// TUN → peers, until the stop flag is set.
 ///
-/// Keeps up to [`BATCH`] TUN reads in flight (fewer for super-packets); each round hands every
-/// completed read to the egress batch, queues the sends it asks for (grouped by peer) and any
-/// ICMP error back into the TUN, re-arms the reads, and submits it all with one
-/// `io_uring_enter`.
+/// Keeps [`in_flight`] TUN reads in flight; each round hands every completed read (and in a
+/// flood what is queued behind them) to the egress batch, queues the sends it asks for
+/// (grouped by peer) and any ICMP error back into the TUN, re-arms the reads, and submits it
+/// all with one `io_uring_enter`.
 pub fn egress(ctx: Ctx) -> io::Result<()> {
     let mut slots = Slots::new(&ctx)?;
     let mut batch = ctx.egress_batch();
@@ -112,14 +113,14 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
         let table = ctx.table.load();
         let now = ctx.now_ns();
         batch.clear();
-        let mut got = 0;
+        let (mut got, mut bytes) = (0, 0);
         for i in 0..slots.done.len() {
             let c = slots.done[i];
             match c.op {
                 Op::Read => {
                     reads -= 1;
                     if c.result > 0 {
-                        got += 1;
+                        (got, bytes) = (got + 1, bytes + c.result as usize);
                         let buf = slots.ring.buf_mut(c.slot);
                         if batch.push(&table, c.slot as u16, buf, c.result as usize, now) {
                             continue;
@@ -139,6 +140,12 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
             }
             slots.release(&c);
         }
+        // Every read in flight came back with one small packet (a flood, not a TCP stream's
+        // super-packets): more may be queued behind them, and reading them now lets a batch
+        // of them leave as one GSO send per peer ([`send_groups`]) instead of one per 4.
+        if reads == 0 && got == size && bytes / got <= SUPER_BYTES {
+            got += drain_tun(&ctx, &mut slots, &mut batch, &table, now, BATCH - got)?;
+        }
         sched.tick(now, got);
         queue_egress(&ctx, &mut slots.ring, &mut batch, &table, &mut pieces)?;
         // Every round, also one with only send or ICMP completions, so the counters never lag.
@@ -146,6 +153,41 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
         ctx.counters.absorb(&mut batch.local);
     }
     Ok(())
+}
+
+/// Reads up to `want` packets queued on the TUN now, one `read` each into free slots, and
+/// hands them to the batch behind the round's own; returns how many it read. Only while no
+/// read is in flight, so that nothing overtakes.
+fn drain_tun(
+    ctx: &Ctx,
+    slots: &mut Slots,
+    batch: &mut EgressBatch,
+    table: &datapath::Table,
+    now: u64,
+    want: usize,
+) -> io::Result<usize> {
+    let (at, room) = batch.read_range();
+    let mut n = 0;
+    while n < want {
+        let Some(slot) = slots.free.pop() else { break };
+        let buf = slots.ring.buf_mut(slot);
+        match mmsg::read(ctx.tun.as_fd(), &mut buf[at..at + room]) {
+            Ok(len) => {
+                n += 1;
+                if batch.push(table, slot as u16, buf, len, now) {
+                    continue;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                slots.free.push(slot);
+                break;
+            }
+            Err(e) => return Err(super::tun_error(e)),
+        }
+        slots.free.push(slot);
+    }
+    Ok(n)
 }
 
 /// Queues the batch's ICMP errors into the TUN and its sends, grouped by peer; single
