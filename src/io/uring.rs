@@ -27,7 +27,7 @@ pub fn probe() -> io::Result<()> {
 /// every read or receive armed on an empty TUN or socket is one more wait-queue entry that
 /// each packet arriving there wakes (docs/profiling.md), and with offloads 4 are as fast as
 /// 64 and a packet waits behind less. A burst of single datagrams is taken with one
-/// `recvmmsg` instead ([`drain`]), a burst of small packets with `read`s ([`drain_tun`]).
+/// `recvmmsg` instead ([`drain_udp`]), a burst of small packets with `read`s ([`drain_tun`]).
 fn in_flight(ctx: &Ctx) -> usize {
     if ctx.offloads.tun.tso {
         SUPER_BATCH
@@ -290,7 +290,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
         // Every receive came back with a single datagram (not a GRO train): more may be
         // queued behind them, and one `recvmmsg` takes a batch of it.
         if recvs == 0 && got > 0 && bytes / got <= SUPER_BYTES {
-            got += drain(&ctx, &mut slots, &mut batch, &table, &mut kept, BATCH - got);
+            got += drain_udp(&ctx, &mut slots, &mut batch, &table, &mut kept, BATCH - got);
         }
         sched.tick(ctx.now_ns(), got);
         let ring = &mut slots.ring;
@@ -319,7 +319,7 @@ pub fn ingress(ctx: Ctx) -> io::Result<()> {
 
 /// Receives up to `want` datagrams queued on the socket now, with one `recvmmsg` into free
 /// slots, and hands them to the batch behind the round's own; returns how many it took.
-fn drain(
+fn drain_udp(
     ctx: &Ctx,
     slots: &mut Slots,
     batch: &mut IngressBatch,
