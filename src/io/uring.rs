@@ -5,9 +5,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
-use datapath::batch::{
-    group_shape, send_groups, EgressBatch, IngressBatch, Piece, MAX_GSO_SEGMENTS,
-};
+use datapath::batch::{group_shape, send_groups, EgressBatch, IngressBatch, Piece, MAX_SPANS};
 use datapath::DropReason;
 
 use super::{gso_refused, Ctx, DropLog, Sched, BATCH, SUPER_BATCH, SUPER_BYTES, TICK};
@@ -100,7 +98,7 @@ pub fn egress(ctx: Ctx) -> io::Result<()> {
     let mut batch = ctx.egress_batch();
     let range = batch.read_range();
     let (mut reads, size) = (0, in_flight(&ctx));
-    let mut pieces = Vec::with_capacity(MAX_GSO_SEGMENTS);
+    let mut pieces = Vec::with_capacity(MAX_SPANS);
     let mut log = DropLog::new("egress");
     let mut sched = Sched::start("egress", &ctx);
     while !ctx.stopped() {
@@ -192,7 +190,7 @@ fn drain_tun(
 
 /// Queues the batch's ICMP errors into the TUN and its sends, grouped by peer; single
 /// datagrams of one length to one peer go as one GSO send that points into all their slots
-/// ([`send_groups`]). `pieces` is room for such a send's pieces.
+/// ([`send_groups`]). `pieces` is room for a send's pieces.
 fn queue_egress(
     ctx: &Ctx,
     ring: &mut Ring,
@@ -211,21 +209,13 @@ fn queue_egress(
             if res.is_err() {
                 return;
             }
-            let shape = group_shape(group, spans);
-            res = match group {
-                [s] => {
-                    let (slot, part) = (usize::from(s.slot), usize::from(s.part));
-                    ring.send(UDP, slot, part, s.spans_of(spans), &addr, shape)
-                }
-                _ => {
-                    pieces.clear();
-                    for s in group {
-                        let of_slot = |&span| Piece { slot: s.slot, span };
-                        pieces.extend(s.spans_of(spans).iter().map(of_slot));
-                    }
-                    ring.send_pieces(UDP, usize::from(group[0].part), pieces, &addr, shape)
-                }
-            };
+            pieces.clear();
+            for s in group {
+                let of_slot = |&span| Piece { slot: s.slot, span };
+                pieces.extend(s.spans_of(spans).iter().map(of_slot));
+            }
+            let (part, shape) = (usize::from(group[0].part), group_shape(group, spans));
+            res = ring.send(UDP, part, pieces, &addr, shape);
         }
     });
     res

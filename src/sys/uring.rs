@@ -170,11 +170,13 @@ impl Ring {
         self.push_held(sqe, Op::Write, owner, packets, before)
     }
 
-    /// Queues a `sendmsg` of `pieces` to `addr` on socket `file`, as one UDP GSO send of
-    /// `shape` = (segment size, datagrams), with message header `msg` of the first
-    /// piece's slot, which owns the operation; every other slot it points into is held (busy)
-    /// until that slot is idle again (as [`Ring::writev_pieces`]).
-    pub fn send_pieces(
+    /// Queues a `sendmsg` of `pieces` to `addr` on socket `file`, with message header `msg` of
+    /// the first piece's slot (each send of a slot in flight needs its own), which owns the
+    /// operation; every other slot it points into is held (busy) until that slot is idle again
+    /// (as [`Ring::writev_pieces`]). `shape` = (`UDP_SEGMENT` size, 0 for one datagram;
+    /// datagrams carried, the count a failed send drops), as `datapath::batch::group_shape`
+    /// gives it.
+    pub fn send(
         &mut self,
         file: File,
         msg: usize,
@@ -257,28 +259,6 @@ impl Ring {
     /// Whether `slot` has nothing in flight and is held by no write.
     pub fn is_idle(&self, slot: usize) -> bool {
         self.metas[slot].pending == 0
-    }
-
-    /// Queues a `sendmsg` of `spans` of `slot` to `addr` on socket `file`, with message header
-    /// `msg` of the slot (each send of a slot in flight needs its own), and with
-    /// `shape` = (`UDP_SEGMENT` size, 0 for one datagram; datagrams carried, the count a
-    /// failed send drops), as `datapath::batch::group_shape` gives it.
-    pub fn send(
-        &mut self,
-        file: File,
-        slot: usize,
-        msg: usize,
-        spans: &[Span],
-        addr: &SockAddr,
-        (segment_size, datagrams): (u16, u16),
-    ) -> io::Result<()> {
-        if msg >= MSGS {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "message index"));
-        }
-        let (iov, n) = self.take_iovs(slot, spans)?;
-        let hdr = self.message(slot, msg, addr, iov, n, segment_size);
-        let sqe = opcode::SendMsg::new(file.fixed(), hdr).build();
-        self.push(sqe, Op::Send, slot, datagrams)
     }
 
     /// Queues a `recvmsg` of one (GRO: coalesced) datagram on socket `file` into `slot` at
