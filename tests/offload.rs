@@ -40,10 +40,11 @@
 //!   a route to node 2 with a path MTU below the segment size, which every kernel refuses
 //!   (EINVAL, now EMSGSIZE): the one that exercises the fallback on a current kernel.
 //!
-//! - **Small datagrams coalesced** ([`small_datagrams_go_as_gso_sends`]): bursts of equal-size
-//!   UDP datagrams from node 1's pod to node 2's must arrive complete, in order and intact,
-//!   and node 1 must have sent some of them as one UDP GSO send (seen on node 2's underlay as
-//!   one packet longer than a datagram).
+//! - **Small datagrams coalesced** ([`udp_datagrams_are_coalesced`]): bursts of equal-size
+//!   UDP datagrams from node 1's pod to node 2's, IPv4 then IPv6 inner, must arrive complete,
+//!   in order and intact; node 1 must have sent some of them as one UDP GSO send (seen on node
+//!   2's underlay as one packet longer than a datagram), and node 2 must have written some as
+//!   one UDP super-packet (`GSO_UDP_L4`: its TUN counted fewer packets than tundra received).
 //!
 //! Address plan as in `shared/TESTBED.md`; namespaces are cleaned up by the harness's guard.
 
@@ -67,7 +68,7 @@ per_io_mode!(
     unsafe_to_merge_arrives_intact,
     gso_fallback_tx_checksum_off,
     gso_refused_path_mtu,
-    small_datagrams_go_as_gso_sends,
+    udp_datagrams_are_coalesced,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1090,27 +1091,21 @@ fn burst_payload(seq: u32) -> Vec<u8> {
 
 /// Bursts of [`BURST`] datagrams of [`DATAGRAM_PAYLOAD`] bytes from node 1's pod to node 2's,
 /// each burst received before the next is sent (so no queue can overflow): every datagram
-/// must arrive once, in order and intact, and node 2's underlay must have seen a packet from
-/// node 1's tundra longer than one datagram of the wire format (a GSO send that crossed the
-/// veth whole), so the coalescing path was taken.
-fn small_datagrams_go_as_gso_sends(io: Io) {
+/// must arrive once, in order and intact. In IPv4, node 2's underlay must have seen a packet
+/// from node 1's tundra longer than one datagram of the wire format (a GSO send that crossed
+/// the veth whole), so the coalescing path was taken; in both families node 2 must have
+/// written fewer packets into its TUN than it received (UDP super-packets the kernel cut back
+/// into the datagrams the sink read).
+fn udp_datagrams_are_coalesced(io: Io) {
     let mut c = Cluster::new(2);
     for i in 1..=2 {
         c.start_tundra(i, &["--io", io.as_arg()]);
     }
     let offload = &c.stats_json(1)["offload"];
     assert_eq!(offload["udp_gso"], Value::Bool(true), "node 1: {offload}");
-    let (ns1, ns2) = (c.ns(1), c.ns(2));
-    let (src, dst) = (pod_v4(1), pod_v4(2));
-    wait_ping(&ns1, &src.to_string(), &dst.to_string(), CONVERGE_TIMEOUT);
-    let sink = in_netns(&ns2, || {
-        std::net::UdpSocket::bind((dst, 9100)).expect("bind sink")
-    });
-    sink.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("SO_RCVTIMEO");
-    let sender = in_netns(&ns1, || {
-        std::net::UdpSocket::bind((src, 0)).expect("bind sender")
-    });
+    let offload = &c.stats_json(2)["offload"];
+    assert_eq!(offload["tun_uso"], Value::Bool(true), "node 2: {offload}");
+    let ns2 = c.ns(2);
 
     // The wire: the longest UDP packet from node 1's tundra that node 2's devices saw.
     let wire = capture_socket(&ns2);
@@ -1136,7 +1131,52 @@ fn small_datagrams_go_as_gso_sends(io: Io) {
         }
         longest
     });
+    let (rx, tun_rx) = udp_bursts(&mut c, io, pod_v4(1).into(), pod_v4(2).into());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let longest = watcher.join().expect("watcher");
+    // One datagram on the underlay: outer IPv4 and UDP, inner IPv4 and UDP, the payload.
+    let one = 20 + 8 + 20 + 8 + DATAGRAM_PAYLOAD;
+    assert!(
+        longest > one,
+        "--io {}: no GSO send seen on the underlay (longest packet {longest} bytes, one datagram is {one})",
+        io.as_arg()
+    );
+    let (rx6, tun_rx6) = udp_bursts(&mut c, io, pod_v6(1).into(), pod_v6(2).into());
+    for (family, rx, tun_rx) in [("IPv4", rx, tun_rx), ("IPv6", rx6, tun_rx6)] {
+        assert!(
+            tun_rx < rx,
+            "--io {}, {family}: node 2 wrote {tun_rx} packets into its TUN for {rx} it received: no UDP super-packets",
+            io.as_arg()
+        );
+    }
+    // A GSO send still counts each datagram (the pings of wait_ping are a few more).
+    let sent = u64::from(2 * BURSTS * BURST);
+    let s1 = c.stats(1);
+    assert!(
+        s1.tx_packets >= sent,
+        "node 1 counted {} datagrams sent",
+        s1.tx_packets
+    );
+    assert_eq!(s1.drops.send_error, 0, "node 1: {s1:?}");
+    assert_eq!(c.stats(2).drops.tun_write_error, 0, "node 2");
+    assert_no_csum_errors(&ns2, "node 2");
+}
 
+/// Sends the bursts from `src` in node 1's pod to `dst` in node 2's and checks what the sink
+/// reads; returns how many packets node 2's tundra received meanwhile and how many its TUN
+/// took.
+fn udp_bursts(c: &mut Cluster, io: Io, src: IpAddr, dst: IpAddr) -> (u64, u64) {
+    let (ns1, ns2) = (c.ns(1), c.ns(2));
+    wait_ping(&ns1, &src.to_string(), &dst.to_string(), CONVERGE_TIMEOUT);
+    let sink = in_netns(&ns2, || {
+        std::net::UdpSocket::bind((dst, 9100)).expect("bind sink")
+    });
+    sink.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("SO_RCVTIMEO");
+    let sender = in_netns(&ns1, || {
+        std::net::UdpSocket::bind((src, 0)).expect("bind sender")
+    });
+    let before = (c.stats(2).rx_packets, link_packets(&ns2, TUN).0);
     let mut buf = [0u8; 2048];
     for burst in 0..BURSTS {
         let first = burst * BURST;
@@ -1147,29 +1187,27 @@ fn small_datagrams_go_as_gso_sends(io: Io) {
         }
         for seq in first..first + BURST {
             let n = sink.recv(&mut buf).unwrap_or_else(|e| {
-                panic!("--io {}: datagram {seq} did not arrive: {e}", io.as_arg())
+                panic!(
+                    "--io {}, {dst}: datagram {seq} did not arrive: {e}",
+                    io.as_arg()
+                )
             });
             let got = u32::from_be_bytes(buf[..4].try_into().unwrap());
-            assert_eq!(got, seq, "--io {}: out of order or lost", io.as_arg());
-            assert_eq!(buf[..n], burst_payload(seq)[..], "datagram {seq} corrupted");
+            assert_eq!(
+                got,
+                seq,
+                "--io {}, {dst}: out of order or lost",
+                io.as_arg()
+            );
+            assert_eq!(
+                buf[..n],
+                burst_payload(seq)[..],
+                "datagram {seq} to {dst} corrupted"
+            );
         }
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let longest = watcher.join().expect("watcher");
-    // One datagram on the underlay: outer IPv4 and UDP, inner IPv4 and UDP, the payload.
-    let one = 20 + 8 + 20 + 8 + DATAGRAM_PAYLOAD;
-    assert!(
-        longest > one,
-        "--io {}: no GSO send seen on the underlay (longest packet {longest} bytes, one datagram is {one})",
-        io.as_arg()
-    );
-    // A GSO send still counts each datagram (the pings of wait_ping are a few more).
-    let sent = u64::from(BURSTS * BURST);
-    let s1 = c.stats(1);
-    assert!(
-        s1.tx_packets >= sent,
-        "node 1 counted {} datagrams sent",
-        s1.tx_packets
-    );
-    assert_eq!(s1.drops.send_error, 0, "node 1: {s1:?}");
+    (
+        c.stats(2).rx_packets - before.0,
+        link_packets(&ns2, TUN).0 - before.1,
+    )
 }

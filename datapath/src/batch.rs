@@ -440,6 +440,7 @@ pub struct RecvMeta {
 pub struct IngressBatch {
     encap: Encap,
     vnet: bool,
+    uso: bool,
     writes: Vec<Write>,
     pieces: Vec<Piece>,
     /// The run being merged, which the next packet may still join.
@@ -463,11 +464,13 @@ struct OpenRun {
 
 impl IngressBatch {
     /// `encap`: the wire format. `vnet`: every TUN write starts with a virtio-net header, and
-    /// TCP runs may be merged.
-    pub fn new(encap: Encap, vnet: bool) -> IngressBatch {
+    /// TCP runs may be merged. `uso`: the TUN takes UDP super-packets too (it granted USO), so
+    /// UDP runs may be merged as well (only with `vnet`).
+    pub fn new(encap: Encap, vnet: bool, uso: bool) -> IngressBatch {
         IngressBatch {
             encap,
             vnet,
+            uso: vnet && uso,
             writes: Vec::with_capacity(64 * MAX_SEGMENTS),
             pieces: Vec::with_capacity(64 * MAX_SPANS),
             open: None,
@@ -491,9 +494,9 @@ impl IngressBatch {
 
     /// Checks what was received into `buf` (slot `slot`'s buffer) as `meta` says: each
     /// datagram as [`crate::decapsulate`] does, then queues the TUN writes of those that pass,
-    /// merging consecutive TCP segments of a flow where the TUN takes super-packets. Returns
-    /// `true` when the batch now points into the slot: it must stay untouched until the
-    /// batch's writes are done.
+    /// merging consecutive TCP segments (and UDP datagrams) of a flow where the TUN takes
+    /// super-packets. Returns `true` when the batch now points into the slot: it must stay
+    /// untouched until the batch's writes are done.
     pub fn push(&mut self, table: &Table, slot: u16, buf: &mut [u8], meta: RecvMeta) -> bool {
         // Every datagram of a GRO receive came from the same address.
         let Some(from) = meta.from.and_then(|a| table.peer_of(a)) else {
@@ -547,7 +550,7 @@ impl IngressBatch {
                 }
             }
             self.close_run();
-            match GroRun::start(packet) {
+            match GroRun::start(packet, self.uso) {
                 Some(run) if cursor + VNET_HDR_LEN + run.header_len() <= scratch.len() => {
                     let off = run.header_len();
                     let n = VNET_HDR_LEN + off;
@@ -698,7 +701,7 @@ mod tests {
 
     use super::*;
     use crate::encap::{Mac, WireFormat, VXLAN_OVERHEAD};
-    use crate::offload::testpkt::{set_partial_checksum, tcp_packet, Tcp};
+    use crate::offload::testpkt::{fix_ipv4_checksum, set_partial_checksum, tcp_packet, Tcp};
     use crate::route::Route;
     use crate::testutil::{ipv4_udp, V4_A, V4_B};
 
@@ -929,7 +932,7 @@ mod tests {
         // Node 1 sends a super-packet; node 2 receives its datagrams as one GRO train.
         let (packet, stride, train) = sent_train(&n1, 8, 1000);
 
-        let mut rx = IngressBatch::new(Encap::Udp, true);
+        let mut rx = IngressBatch::new(Encap::Udp, true, true);
         let mut slot = vec![0u8; SLOT_SIZE];
         slot[HEADROOM..HEADROOM + train.len()].copy_from_slice(&train);
         let meta = RecvMeta {
@@ -987,7 +990,7 @@ mod tests {
         datagrams: &[Vec<u8>],
         first: u16,
     ) -> (IngressBatch, Vec<Vec<u8>>) {
-        let mut rx = IngressBatch::new(Encap::Udp, true);
+        let mut rx = IngressBatch::new(Encap::Udp, true, true);
         let mut slots = vec![vec![0u8; SLOT_SIZE]; usize::from(first) + datagrams.len()];
         for (i, d) in datagrams.iter().enumerate() {
             let slot = first + i as u16;
@@ -1076,30 +1079,94 @@ mod tests {
         let mut train = good.clone();
         train.extend_from_slice(&spoofed);
         train.extend_from_slice(&good);
-        let mut rx = IngressBatch::new(Encap::Udp, true);
-        let mut slot = vec![0u8; SLOT_SIZE];
-        slot[HEADROOM..HEADROOM + train.len()].copy_from_slice(&train);
-        let meta = RecvMeta {
-            len: train.len(),
-            from: Some("198.18.0.1:8285".parse().unwrap()),
-            truncated: false,
-            stride: good.len(),
-        };
-        assert!(rx.push(&n2, 0, &mut slot, meta));
-        finish(&mut rx, &mut slot);
-        assert_eq!(rx.local.drops[DropReason::Spoofed as usize], 1);
-        assert_eq!(rx.writes().len(), 2, "UDP is written packet by packet");
-        for w in rx.writes() {
-            let pieces = rx.pieces(w);
-            assert_eq!(pieces[0].span.of(&slot), [0; VNET_HDR_LEN]);
-            assert_eq!(pieces[1].span.of(&slot), good);
+        for uso in [false, true] {
+            let mut rx = IngressBatch::new(Encap::Udp, true, uso);
+            let mut slot = vec![0u8; SLOT_SIZE];
+            slot[HEADROOM..HEADROOM + train.len()].copy_from_slice(&train);
+            let meta = RecvMeta {
+                len: train.len(),
+                from: Some("198.18.0.1:8285".parse().unwrap()),
+                truncated: false,
+                stride: good.len(),
+            };
+            assert!(rx.push(&n2, 0, &mut slot, meta));
+            finish(&mut rx, &mut slot);
+            assert_eq!(rx.local.drops[DropReason::Spoofed as usize], 1);
+            assert_eq!(rx.local.rx_packets, 2);
+            if uso {
+                // The dropped packet leaves nothing between the two: they merge.
+                let &[w] = rx.writes() else {
+                    panic!("one write")
+                };
+                assert_eq!(w.packets, 2);
+                let written = gathered(&rx, &w, &slot);
+                let hdr = VnetHdr::parse(&written).unwrap();
+                assert_eq!(hdr.gso_type, VnetHdr::GSO_UDP_L4);
+                assert_eq!(usize::from(hdr.gso_size), good.len() - 28);
+                assert_eq!(
+                    written[VNET_HDR_LEN + 28..],
+                    [&good[28..], &good[28..]].concat()
+                );
+            } else {
+                assert_eq!(rx.writes().len(), 2, "without USO, packet by packet");
+                for w in rx.writes() {
+                    let pieces = rx.pieces(w);
+                    assert_eq!(pieces[0].span.of(&slot), [0; VNET_HDR_LEN]);
+                    assert_eq!(pieces[1].span.of(&slot), good);
+                }
+            }
         }
+    }
+
+    #[test]
+    fn udp_datagrams_of_a_flow_are_merged_where_the_tun_takes_uso() {
+        let (_, n2) = tables();
+        let datagram = |i: u16, len: usize| {
+            let mut d = ipv4_udp(V4_A, V4_B, 64, false, len);
+            // Without DF the kernel numbers what it cuts: the IDs must follow each other.
+            d[4..6].copy_from_slice(&(0x1234 + i).to_be_bytes());
+            fix_ipv4_checksum(&mut d);
+            d
+        };
+        // Five of one size and a shorter last, then two whose IDs do not follow.
+        let mut datagrams: Vec<Vec<u8>> = (0..5).map(|i| datagram(i, 600)).collect();
+        datagrams.push(datagram(5, 100));
+        datagrams.push(datagram(9, 600));
+        datagrams.push(datagram(11, 600));
+        let (rx, written) = receive_one_per_slot(&n2, &datagrams, 0);
+        let packets: Vec<u16> = rx.writes().iter().map(|w| w.packets).collect();
+        assert_eq!(packets, [6, 1, 1]);
+        let hdr = VnetHdr::parse(&written[0]).unwrap();
+        assert_eq!(
+            hdr,
+            VnetHdr {
+                flags: VnetHdr::NEEDS_CSUM,
+                gso_type: VnetHdr::GSO_UDP_L4,
+                hdr_len: 28,
+                gso_size: 600,
+                csum_start: 20,
+                csum_offset: 6,
+            }
+        );
+        // The kernel cuts the super-packet back into the datagrams that were merged.
+        let mut headers = vec![0u8; MAX_SEGMENTS * MAX_SEG_HDR];
+        let mut segs = [Segment::default(); MAX_SEGMENTS];
+        let merged = &written[0][VNET_HDR_LEN..];
+        let done = offload::segment(merged, &hdr, 65535, &mut headers, &mut segs).unwrap();
+        assert_eq!(done.count, 6);
+        for (s, want) in segs[..done.count].iter().zip(&datagrams) {
+            let mut again = headers[s.header_range()].to_vec();
+            again.extend_from_slice(&merged[s.payload_range()]);
+            assert_eq!(&again, want);
+        }
+        assert_eq!(written[1][VNET_HDR_LEN..], datagrams[6]);
+        assert_eq!(written[2][VNET_HDR_LEN..], datagrams[7]);
     }
 
     #[test]
     fn empty_truncated_and_unknown_receives_are_dropped() {
         let (_, n2) = tables();
-        let mut rx = IngressBatch::new(Encap::Udp, false);
+        let mut rx = IngressBatch::new(Encap::Udp, false, true);
         let mut slot = vec![0u8; SLOT_SIZE];
         let from = Some("198.18.0.1:8285".parse().unwrap());
         let cases = [
@@ -1197,7 +1264,7 @@ mod tests {
         let mut rx_train = train[..3 * MTU].to_vec();
         rx_train.extend_from_slice(&bad);
         rx_train.extend_from_slice(&train[3 * MTU..]);
-        let mut rx = IngressBatch::new(rx_encap, true);
+        let mut rx = IngressBatch::new(rx_encap, true, true);
         let mut slot = vec![0u8; SLOT_SIZE];
         slot[HEADROOM..HEADROOM + rx_train.len()].copy_from_slice(&rx_train);
         let meta = RecvMeta {
@@ -1223,7 +1290,7 @@ mod tests {
         assert_eq!(merged[12..], packet[12..]);
 
         // A udp node does not understand it: it is no known peer (wrong port).
-        let mut udp = IngressBatch::new(Encap::Udp, true);
+        let mut udp = IngressBatch::new(Encap::Udp, true, true);
         let (_, udp_n2) = tables();
         assert!(!udp.push(&udp_n2, 0, &mut slot, meta));
         assert_eq!(udp.local.drops[DropReason::UnknownPeer as usize], 1);
@@ -1246,7 +1313,7 @@ mod tests {
         assert_eq!(d[14..20], MAC1.0);
         assert_eq!(d[VXLAN_OVERHEAD + 12..], packet[12..]);
 
-        let mut rx = IngressBatch::new(Encap::Vxlan { vni: 1, mac: MAC2 }, false);
+        let mut rx = IngressBatch::new(Encap::Vxlan { vni: 1, mac: MAC2 }, false, true);
         let mut slot = vec![0u8; SLOT_SIZE];
         slot[HEADROOM..HEADROOM + d.len()].copy_from_slice(d);
         let meta = RecvMeta {

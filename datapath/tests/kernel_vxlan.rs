@@ -86,7 +86,7 @@ fn kernel_frames_are_received_and_delivered_in_place() {
     for (sender, frame) in fixtures() {
         let receiver = 1 - sender;
         let t = table(receiver);
-        let mut rx = IngressBatch::new(encap(receiver), false);
+        let mut rx = IngressBatch::new(encap(receiver), false, false);
         let mut slot = vec![0u8; SLOT_SIZE];
         slot[HEADROOM..HEADROOM + frame.len()].copy_from_slice(&frame);
         // A kernel VTEP sends from a flow-hashed source port.
@@ -106,7 +106,7 @@ fn kernel_frames_are_received_and_delivered_in_place() {
         assert_eq!(written, frame[VXLAN_OVERHEAD..]);
 
         // The same frame at the wrong node, or with another VNI, goes nowhere.
-        let mut wrong = IngressBatch::new(encap(sender), false);
+        let mut wrong = IngressBatch::new(encap(sender), false, false);
         assert!(!wrong.push(&t, 0, &mut slot, meta));
         assert_eq!(wrong.local.drops[DropReason::VxlanMac as usize], 1);
         let mut other_vni = IngressBatch::new(
@@ -114,6 +114,7 @@ fn kernel_frames_are_received_and_delivered_in_place() {
                 vni: 1,
                 mac: MACS[receiver],
             },
+            false,
             false,
         );
         assert!(!other_vni.push(&t, 0, &mut slot, meta));

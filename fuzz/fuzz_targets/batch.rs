@@ -2,7 +2,8 @@
 //! with any bytes and any receive metadata, in both wire formats.
 //!
 //! Input: `[flags:1][len:2][stride:2][sender:1][mtu:2][bytes...]`; flags pick the direction,
-//! the format (udp, or vxlan with the fixed VNI and MAC), the virtio-net header and GSO.
+//! the format (udp, or vxlan with the fixed VNI and MAC), the virtio-net header and GSO (on a
+//! receive: whether the TUN takes UDP super-packets).
 //! The bytes go where the engine would read or receive them (a vnet header first, if any);
 //! with flag 64 a receive is cut into `stride`-byte datagrams, each received into a slot of
 //! its own (as from a veth), so that runs merge across slots, and a read into `stride`-byte
@@ -72,9 +73,9 @@ fuzz_target!(|data: &[u8]| {
                 stride,
             };
             if flags & 64 != 0 {
-                ingress_slots(t, encap, vnet, bytes, meta);
+                ingress_slots(t, encap, vnet, gso, bytes, meta);
             } else {
-                ingress(t, encap, vnet, &mut vec![0u8; SLOT_SIZE], bytes, meta);
+                ingress(t, encap, vnet, gso, &mut vec![0u8; SLOT_SIZE], bytes, meta);
             }
         }
     });
@@ -203,8 +204,16 @@ fn check_groups(run: &[Send], spans: &[Span], gso: bool) {
     assert_eq!(at, run.len(), "every send in a group");
 }
 
-fn ingress(t: &Table, encap: Encap, vnet: bool, buf: &mut [u8], bytes: &[u8], meta: RecvMeta) {
-    let mut batch = IngressBatch::new(encap, vnet);
+fn ingress(
+    t: &Table,
+    encap: Encap,
+    vnet: bool,
+    uso: bool,
+    buf: &mut [u8],
+    bytes: &[u8],
+    meta: RecvMeta,
+) {
+    let mut batch = IngressBatch::new(encap, vnet, uso);
     let (at, room) = batch.recv_range();
     let n = bytes.len().min(room);
     buf[at..at + n].copy_from_slice(&bytes[..n]);
@@ -238,8 +247,8 @@ fn ingress(t: &Table, encap: Encap, vnet: bool, buf: &mut [u8], bytes: &[u8], me
 
 /// Receives `bytes` cut into `meta.stride`-byte datagrams, each into its own slot (at most
 /// [`SLOTS`]), as one batch.
-fn ingress_slots(t: &Table, encap: Encap, vnet: bool, bytes: &[u8], meta: RecvMeta) {
-    let mut batch = IngressBatch::new(encap, vnet);
+fn ingress_slots(t: &Table, encap: Encap, vnet: bool, uso: bool, bytes: &[u8], meta: RecvMeta) {
+    let mut batch = IngressBatch::new(encap, vnet, uso);
     let (at, room) = batch.recv_range();
     let mut bufs = vec![vec![0u8; SLOT_SIZE]; SLOTS];
     let mut busy = [false; SLOTS];

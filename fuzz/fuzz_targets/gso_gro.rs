@@ -94,7 +94,7 @@ fn raw(mut input: Input) {
     }
 
     // GRO over pieces of the input: whatever it merges stays within its limits.
-    if let Some(mut run) = GroRun::start(packet) {
+    if let Some(mut run) = GroRun::start(packet, true) {
         let half = &packet[..packet.len() / 2];
         for next in [packet, half, packet] {
             let before = run;
@@ -180,7 +180,7 @@ fn built(mut input: Input) {
         .iter()
         .map(|s| [&headers[s.header_range()], &original[s.payload_range()]].concat())
         .collect();
-    let mut run = GroRun::start(&packets[0]).expect("a segment starts a run");
+    let mut run = GroRun::start(&packets[0], true).expect("a segment starts a run");
     for p in &packets[1..] {
         assert!(run.push(p), "a segment continues the run");
     }

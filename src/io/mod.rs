@@ -115,7 +115,7 @@ impl Ctx {
     }
 
     fn ingress_batch(&self) -> IngressBatch {
-        IngressBatch::new(self.encap, self.offloads.tun.tso)
+        IngressBatch::new(self.encap, self.offloads.tun.tso, self.offloads.tun.uso)
     }
 
     /// The socket address a peer is sent to on this socket.

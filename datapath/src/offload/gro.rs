@@ -1,13 +1,13 @@
-//! Ingress: merging consecutive TCP segments of one flow, received as separate inner packets,
-//! into one super-packet for one TUN write. The kernel's GRO does the same for a NIC; packets
-//! written to a TUN device never pass through it.
+//! Ingress: merging consecutive TCP segments (or UDP datagrams) of one flow, received as
+//! separate inner packets, into one super-packet for one TUN write. The kernel's GRO does the
+//! same for a NIC; packets written to a TUN device never pass through it.
 //!
 //! Only the header is built here: the engine writes `[virtio-net header + merged header,
 //! payload 1, payload 2, ...]` in one `writev`, each payload still in its receive buffer.
 
 use super::{
-    be32, csum, field, len16, put16, set_ip_len, IpLayout, OffloadError, VnetHdr, MAX_SEGMENTS,
-    VNET_HDR_LEN,
+    be16, be32, csum, field, len16, put16, set_ip_len, IpLayout, OffloadError, VnetHdr,
+    MAX_SEGMENTS, VNET_HDR_LEN,
 };
 
 /// Longest header of a mergeable segment: IPv6 (IPv4 without options is shorter) + TCP with
@@ -18,7 +18,9 @@ const MAX_HDR: usize = field::V6_HEADER_LEN + 60;
 /// TUN device is 64 KiB in all.
 const MAX_MERGED: usize = 65535;
 
-/// A run of consecutive TCP segments of one flow being merged into one super-packet.
+/// A run of consecutive TCP segments, or UDP datagrams, of one flow being merged into one
+/// super-packet (`GSO_TCPV4`/`GSO_TCPV6`, or `GSO_UDP_L4`: the kernel cuts it back into the
+/// same datagrams before any socket or other device sees it).
 ///
 /// Feed it packets in arrival order: [`GroRun::start`] with the first, [`GroRun::push`] with
 /// each next one until it refuses; then write [`GroRun::emit_header`]'s bytes followed by every
@@ -40,7 +42,8 @@ pub struct GroRun {
     count: usize,
     /// Length of the merged IP packet so far.
     len: usize,
-    /// The sequence number the next segment must carry.
+    /// What the next segment must carry: the TCP sequence number; for UDP the IPv4 ID (see
+    /// [`Candidate`]).
     next_seq: u32,
     last_payload: usize,
     last_psh: bool,
@@ -48,10 +51,11 @@ pub struct GroRun {
 
 impl GroRun {
     /// A run of one, or `None` when `packet` cannot start a merge: IPv4 with options or
-    /// fragmented, IPv6 with extension headers, not TCP, no payload, TCP flags other than ACK
-    /// and ACK|PSH, or any length inconsistent with the buffer.
-    pub fn start(packet: &[u8]) -> Option<Self> {
-        let seg = Candidate::parse(packet)?;
+    /// fragmented, IPv6 with extension headers, neither TCP nor (with `udp`) UDP, no payload,
+    /// TCP flags other than ACK and ACK|PSH, a UDP datagram without a checksum, or any length
+    /// inconsistent with the buffer.
+    pub fn start(packet: &[u8], udp: bool) -> Option<Self> {
+        let seg = Candidate::parse(packet, udp)?;
         let mut hdr = [0u8; MAX_HDR];
         hdr[..seg.hdr_len].copy_from_slice(&packet[..seg.hdr_len]);
         Some(Self {
@@ -61,7 +65,7 @@ impl GroRun {
             gso_size: seg.payload,
             count: 1,
             len: packet.len(),
-            next_seq: seg.next_seq(),
+            next_seq: seg.next,
             last_payload: seg.payload,
             last_psh: seg.psh,
         })
@@ -70,15 +74,17 @@ impl GroRun {
     /// Appends `packet` to the run if it continues it, else returns `false` and leaves the run
     /// as it was.
     ///
-    /// It continues the run when, besides passing [`GroRun::start`]'s checks: its header has
-    /// the first one's length and the same addresses, ports, ACK number, window and TCP option
-    /// bytes, IPv4 TOS (ECN included), DF and TTL, or IPv6 traffic class, flow label and hop
-    /// limit; its sequence number follows the previous segment's payload; the previous segment
-    /// was full (the first one's payload size, a smaller one may only be last) and had no PSH
-    /// (a PSH ends a run); its payload is no larger than the first; and the merged packet stays
-    /// within 65535 bytes and [`MAX_SEGMENTS`] segments.
+    /// It continues the run when, besides passing [`GroRun::start`]'s checks: it is of the
+    /// first one's protocol, its header has the first one's length and the same addresses,
+    /// ports, IPv4 TOS (ECN included), DF and TTL, or IPv6 traffic class, flow label and hop
+    /// limit, and for TCP the same ACK number, window and option bytes; a TCP segment's
+    /// sequence number follows the previous segment's payload, an IPv4 UDP datagram without DF
+    /// has the previous one's ID + 1 (the kernel numbers the datagrams it cuts that way); the
+    /// previous segment was full (the first one's payload size, a smaller one may only be
+    /// last) and had no PSH (a PSH ends a run); its payload is no larger than the first; and
+    /// the merged packet stays within 65535 bytes and [`MAX_SEGMENTS`] segments.
     pub fn push(&mut self, packet: &[u8]) -> bool {
-        let Some(seg) = Candidate::parse(packet) else {
+        let Some(seg) = Candidate::parse(packet, self.ip.proto == field::UDP) else {
             return false;
         };
         let continues = self.count < MAX_SEGMENTS
@@ -93,7 +99,7 @@ impl GroRun {
         if continues {
             self.count += 1;
             self.len += seg.payload;
-            self.next_seq = seg.next_seq();
+            self.next_seq = seg.next;
             self.last_payload = seg.payload;
             self.last_psh = seg.psh;
         }
@@ -105,21 +111,22 @@ impl GroRun {
         self.count
     }
 
-    /// Length of every segment's IP + TCP header: its payload is `packet[header_len()..]`.
+    /// Length of every segment's IP + TCP (or UDP) header: its payload is
+    /// `packet[header_len()..]`.
     pub fn header_len(&self) -> usize {
         self.hdr_len
     }
 
-    /// Writes the virtio-net header followed by the merged IP + TCP header to the front of
-    /// `out` and returns the bytes written.
+    /// Writes the virtio-net header followed by the merged IP + TCP (or UDP) header to the
+    /// front of `out` and returns the bytes written.
     ///
     /// The merged header is the first segment's with the IP length of the whole run (the IPv4
-    /// header checksum recomputed), PSH as the last segment had it, and in the TCP checksum
-    /// field the pseudo-header sum, folded but not complemented, as `NEEDS_CSUM` asks
-    /// (`CHECKSUM_PARTIAL`). The virtio-net header says `NEEDS_CSUM` at the TCP checksum and,
-    /// for two segments or more, TCPv4/TCPv6 GSO with the first payload size as `gso_size`. A
-    /// run of one is a plain packet with a partial checksum (though the engine may as well
-    /// write such a packet as it came).
+    /// header checksum recomputed), PSH as the last segment had it (UDP: the length of the
+    /// whole run), and in the transport checksum field the pseudo-header sum, folded but not
+    /// complemented, as `NEEDS_CSUM` asks (`CHECKSUM_PARTIAL`). The virtio-net header says
+    /// `NEEDS_CSUM` at that checksum and, for two segments or more, TCPv4/TCPv6 or UDP L4 GSO
+    /// with the first payload size as `gso_size`. A run of one is a plain packet with a
+    /// partial checksum (though the engine may as well write such a packet as it came).
     ///
     /// # Errors
     /// [`OffloadError::BufferTooSmall`] when `out` is shorter than [`VNET_HDR_LEN`] +
@@ -130,10 +137,17 @@ impl GroRun {
             .get_mut(..n)
             .and_then(|o| o.split_first_chunk_mut::<VNET_HDR_LEN>())
             .ok_or(OffloadError::BufferTooSmall)?;
-        let (gso_type, gso_size) = match (self.count > 1, self.ip.ipv6) {
-            (false, _) => (VnetHdr::GSO_NONE, 0),
-            (true, false) => (VnetHdr::GSO_TCPV4, len16(self.gso_size)?),
-            (true, true) => (VnetHdr::GSO_TCPV6, len16(self.gso_size)?),
+        let udp = self.ip.proto == field::UDP;
+        let (gso_type, gso_size) = match (self.count > 1, udp, self.ip.ipv6) {
+            (false, _, _) => (VnetHdr::GSO_NONE, 0),
+            (true, true, _) => (VnetHdr::GSO_UDP_L4, len16(self.gso_size)?),
+            (true, false, false) => (VnetHdr::GSO_TCPV4, len16(self.gso_size)?),
+            (true, false, true) => (VnetHdr::GSO_TCPV6, len16(self.gso_size)?),
+        };
+        let csum_offset = if udp {
+            field::UDP_CHECKSUM
+        } else {
+            field::TCP_CHECKSUM
         };
         VnetHdr {
             flags: VnetHdr::NEEDS_CSUM,
@@ -141,19 +155,23 @@ impl GroRun {
             hdr_len: len16(self.hdr_len)?,
             gso_size,
             csum_start: len16(self.ip.l4)?,
-            csum_offset: field::TCP_CHECKSUM as u16,
+            csum_offset: csum_offset as u16,
         }
         .emit(vnet);
 
         h.copy_from_slice(&self.hdr[..self.hdr_len]);
         set_ip_len(h, self.ip, self.len)?;
-        let tcp_len = len16(self.len - self.ip.l4)?;
+        let l4_len = len16(self.len - self.ip.l4)?;
         let addrs = &self.hdr[self.ip.addrs()];
         let (src, dst) = addrs.split_at(addrs.len() / 2);
-        let partial = csum::fold(csum::pseudo_header(src, dst, field::TCP, tcp_len));
+        let partial = csum::fold(csum::pseudo_header(src, dst, self.ip.proto, l4_len));
         let th = &mut h[self.ip.l4..];
-        th[field::TCP_FLAGS] = field::TCP_ACK | if self.last_psh { field::TCP_PSH } else { 0 };
-        put16(th, field::TCP_CHECKSUM, partial);
+        if udp {
+            put16(th, field::UDP_LEN, l4_len);
+        } else {
+            th[field::TCP_FLAGS] = field::TCP_ACK | if self.last_psh { field::TCP_PSH } else { 0 };
+        }
+        put16(th, csum_offset, partial);
         Ok(n)
     }
 }
@@ -162,13 +180,18 @@ impl GroRun {
 struct Candidate {
     ip: IpLayout,
     hdr_len: usize,
+    /// TCP: the sequence number. UDP: the IPv4 ID where the kernel will number the datagrams it
+    /// cuts from the merged packet one by one from the first's (IPv4 without DF), else 0: an
+    /// ID with DF means nothing (RFC 6864) and IPv6 has none.
     seq: u32,
+    /// What the next segment's `seq` must be.
+    next: u32,
     payload: usize,
     psh: bool,
 }
 
 impl Candidate {
-    fn parse(packet: &[u8]) -> Option<Self> {
+    fn parse(packet: &[u8], udp: bool) -> Option<Self> {
         let ip = IpLayout::parse(packet).ok()?;
         // IPv4 options and IPv6 extension headers are rare in bulk flows and would all have to
         // be compared: such packets go through unmerged.
@@ -177,9 +200,17 @@ impl Candidate {
         } else {
             field::V4_HEADER_LEN
         };
-        if ip.proto != field::TCP || ip.l4 != plain {
+        if ip.l4 != plain {
             return None;
         }
+        match ip.proto {
+            field::TCP => Self::tcp(packet, ip),
+            field::UDP if udp => Self::udp(packet, ip),
+            _ => None,
+        }
+    }
+
+    fn tcp(packet: &[u8], ip: IpLayout) -> Option<Self> {
         let tcp = packet.get(ip.l4..)?;
         let doff = usize::from(tcp.get(field::TCP_DATA_OFFSET)? >> 4) * 4;
         if doff < field::TCP_HEADER_LEN || doff > tcp.len() {
@@ -193,25 +224,48 @@ impl Candidate {
             _ => return None,
         };
         let payload = tcp.len() - doff;
+        let seq = be32(tcp, field::TCP_SEQ);
         (payload > 0).then(|| Self {
             ip,
             hdr_len: ip.l4 + doff,
-            seq: be32(tcp, field::TCP_SEQ),
+            seq,
+            // Sequence numbers wrap; a payload is below 64 KiB, so the cast is exact.
+            next: seq.wrapping_add(payload as u32),
             payload,
             psh,
         })
     }
 
-    fn next_seq(&self) -> u32 {
-        // Sequence numbers wrap; a payload is below 64 KiB, so the cast is exact.
-        self.seq.wrapping_add(self.payload as u32)
+    fn udp(packet: &[u8], ip: IpLayout) -> Option<Self> {
+        let udp = packet.get(ip.l4..ip.l4 + field::UDP_HEADER_LEN)?;
+        let len = usize::from(be16(udp, field::UDP_LEN));
+        // A datagram without a checksum (IPv4's 0) would leave the merge with one: as sent is
+        // how it must arrive.
+        if len != packet.len() - ip.l4 || be16(udp, field::UDP_CHECKSUM) == 0 {
+            return None;
+        }
+        let numbered = !ip.ipv6 && packet[field::V4_FLAGS_FRAG] & field::V4_DF == 0;
+        let seq = if numbered {
+            u32::from(be16(packet, field::V4_ID))
+        } else {
+            0
+        };
+        let payload = len - field::UDP_HEADER_LEN;
+        (payload > 0).then(|| Self {
+            ip,
+            hdr_len: ip.l4 + field::UDP_HEADER_LEN,
+            seq,
+            next: if numbered { (seq + 1) & 0xffff } else { 0 },
+            payload,
+            psh: false,
+        })
     }
 }
 
 /// Whether two headers of one length and layout may share the merged header: every field it
 /// keeps from the first must be the same in both. Lengths, IPv4 ID and checksums, sequence
 /// numbers and flags are checked apart or rewritten. Linux's `inet_gro_receive`,
-/// `ipv6_gro_receive` and `tcp_gro_receive` compare the same fields.
+/// `ipv6_gro_receive`, `tcp_gro_receive` and `udp_gro_receive` compare the same fields.
 fn same_flow(a: &[u8], b: &[u8], ip: IpLayout) -> bool {
     let ip_same = if ip.ipv6 {
         // Version, traffic class, flow label; next header, hop limit, addresses.
@@ -221,12 +275,11 @@ fn same_flow(a: &[u8], b: &[u8], ip: IpLayout) -> bool {
         a[..2] == b[..2] && a[6..10] == b[6..10] && a[12..20] == b[12..20]
     };
     let (ta, tb) = (&a[ip.l4..], &b[ip.l4..]);
-    // Ports; ACK number and data offset; window; options (timestamps included).
+    // Ports; for TCP the ACK number and data offset, window, options (timestamps included).
     ip_same
         && ta[..4] == tb[..4]
-        && ta[8..13] == tb[8..13]
-        && ta[14..16] == tb[14..16]
-        && ta[20..] == tb[20..]
+        && (ip.proto == field::UDP
+            || ta[8..13] == tb[8..13] && ta[14..16] == tb[14..16] && ta[20..] == tb[20..])
 }
 
 #[cfg(test)]
@@ -234,7 +287,7 @@ mod tests {
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
     use super::super::testpkt::*;
-    use super::super::{complete_checksum, MAX_SEG_HDR};
+    use super::super::{complete_checksum, segment, Segment, MAX_SEG_HDR};
     use super::*;
 
     const MSS: usize = 1000;
@@ -254,7 +307,7 @@ mod tests {
 
     /// A run of the first `n` segments of the default flow.
     fn run_of(n: usize, f: impl Fn(&mut Tcp)) -> GroRun {
-        let mut run = GroRun::start(&seg(0, &f)).unwrap();
+        let mut run = GroRun::start(&seg(0, &f), false).unwrap();
         for i in 1..n {
             assert!(run.push(&seg(i, &f)), "segment {i}");
         }
@@ -316,7 +369,7 @@ mod tests {
                 t.payload_len = 123;
                 t.psh = true;
             }));
-            let mut run = GroRun::start(&packets[0]).unwrap();
+            let mut run = GroRun::start(&packets[0], false).unwrap();
             for p in &packets[1..] {
                 assert!(run.push(p));
             }
@@ -355,7 +408,7 @@ mod tests {
     #[test]
     fn run_of_one_is_a_plain_packet() {
         let p = seg(0, |t| t.psh = true);
-        let run = GroRun::start(&p).unwrap();
+        let run = GroRun::start(&p, false).unwrap();
         assert_eq!(run.count(), 1);
         let (vnet, merged) = merge_and_check(&run, std::slice::from_ref(&p));
         assert_eq!(vnet.gso_type, VnetHdr::GSO_NONE);
@@ -366,7 +419,7 @@ mod tests {
 
     #[test]
     fn start_refuses() {
-        let refused = |f: &dyn Fn(&mut Tcp)| GroRun::start(&seg(0, f)).is_none();
+        let refused = |f: &dyn Fn(&mut Tcp)| GroRun::start(&seg(0, f), false).is_none();
         assert!(!refused(&|_| {}));
         assert!(refused(&|t| t.fin = true));
         assert!(refused(&|t| t.cwr = true));
@@ -376,14 +429,14 @@ mod tests {
         for flags in [0x12, 0x14, 0x30, 0x50, 0x00, 0x08] {
             let mut p = seg(0, |_| {});
             p[20 + 13] = flags;
-            assert!(GroRun::start(&p).is_none(), "{flags:#x}");
+            assert!(GroRun::start(&p, false).is_none(), "{flags:#x}");
         }
         let mut frag = seg(0, |_| {});
         frag[6] |= 0x20;
         fix_ipv4_checksum(&mut frag);
-        assert!(GroRun::start(&frag).is_none());
-        assert!(GroRun::start(&udp_packet(false, 100)).is_none());
-        assert!(GroRun::start(&udp_packet(true, 100)).is_none());
+        assert!(GroRun::start(&frag, false).is_none());
+        assert!(GroRun::start(&udp_packet(false, 100), false).is_none());
+        assert!(GroRun::start(&udp_packet(true, 100), false).is_none());
         // IPv6 with a destination options header before TCP.
         let plain = seg(0, |t| t.v6 = true);
         let mut ext = plain[..40].to_vec();
@@ -391,12 +444,12 @@ mod tests {
         ext[6] = 60;
         ext.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
         ext.extend_from_slice(&plain[40..]);
-        assert!(GroRun::start(&ext).is_none());
+        assert!(GroRun::start(&ext, false).is_none());
         // Lengths that disagree with the buffer.
         let p = seg(0, |_| {});
-        assert!(GroRun::start(&p[..p.len() - 1]).is_none());
-        assert!(GroRun::start(&p[..40]).is_none());
-        assert!(GroRun::start(&[]).is_none());
+        assert!(GroRun::start(&p[..p.len() - 1], false).is_none());
+        assert!(GroRun::start(&p[..40], false).is_none());
+        assert!(GroRun::start(&[], false).is_none());
     }
 
     #[test]
@@ -487,7 +540,7 @@ mod tests {
                 ..Tcp::default()
             })
         };
-        let mut run = GroRun::start(&big(0, BIG)).unwrap();
+        let mut run = GroRun::start(&big(0, BIG), false).unwrap();
         for i in 1..13 {
             assert!(run.push(&big(i, BIG)));
         }
@@ -508,7 +561,7 @@ mod tests {
                 ..Tcp::default()
             })
         };
-        let mut run = GroRun::start(&small(0)).unwrap();
+        let mut run = GroRun::start(&small(0), false).unwrap();
         for i in 1..MAX_SEGMENTS {
             assert!(run.push(&small(i)));
         }
@@ -525,5 +578,134 @@ mod tests {
         assert_eq!(run.emit_header(&mut []), Err(OffloadError::BufferTooSmall));
         let mut out = vec![0u8; need + 10];
         assert_eq!(run.emit_header(&mut out), Ok(need));
+    }
+
+    /// The `i`th full datagram of a UDP flow, changed by `f`.
+    fn dgram(i: usize, f: impl FnOnce(&mut Udp)) -> Vec<u8> {
+        let mut u = Udp {
+            id: Udp::default().id.wrapping_add(i as u16),
+            payload_len: MSS,
+            payload_offset: i * MSS,
+            ..Udp::default()
+        };
+        f(&mut u);
+        udp_datagram(&u)
+    }
+
+    #[test]
+    fn merges_udp_datagrams() {
+        for (v6, df) in [(false, true), (false, false), (true, true)] {
+            let tweak = |u: &mut Udp| {
+                u.v6 = v6;
+                u.df = df;
+            };
+            let mut packets: Vec<_> = (0..5).map(|i| dgram(i, tweak)).collect();
+            packets.push(dgram(5, |u| {
+                tweak(u);
+                u.payload_len = 77;
+            }));
+            let mut run = GroRun::start(&packets[0], true).unwrap();
+            for p in &packets[1..] {
+                assert!(run.push(p));
+            }
+            assert_eq!(run.count(), 6);
+            // Nothing follows a shorter datagram.
+            refuses(&mut run, &dgram(6, tweak));
+
+            let mut out = [0u8; VNET_HDR_LEN + MAX_SEG_HDR];
+            let n = run.emit_header(&mut out).unwrap();
+            let vnet = VnetHdr::parse(&out).unwrap();
+            let l4 = if v6 { 40 } else { 20 };
+            assert_eq!(
+                vnet,
+                VnetHdr {
+                    flags: VnetHdr::NEEDS_CSUM,
+                    gso_type: VnetHdr::GSO_UDP_L4,
+                    hdr_len: (l4 + 8) as u16,
+                    gso_size: MSS as u16,
+                    csum_start: l4 as u16,
+                    csum_offset: 6,
+                }
+            );
+            let mut merged = out[VNET_HDR_LEN..n].to_vec();
+            for p in &packets {
+                merged.extend_from_slice(&p[run.header_len()..]);
+            }
+            // Lengths as one datagram of everything, and a partial checksum that completes.
+            let mut whole = merged.clone();
+            complete_checksum(&mut whole, l4, 6).unwrap();
+            let sliced = SlicedPacket::from_ip(&whole).unwrap();
+            let Some(TransportSlice::Udp(udp)) = &sliced.transport else {
+                panic!("not UDP")
+            };
+            assert_eq!(usize::from(udp.length()), whole.len() - l4);
+            let want = match &sliced.net {
+                Some(NetSlice::Ipv4(ip)) => {
+                    let h = ip.header();
+                    assert_eq!(usize::from(h.total_len()), whole.len());
+                    assert_eq!(h.header_checksum(), h.to_header().calc_header_checksum());
+                    udp.to_header()
+                        .calc_checksum_ipv4(&h.to_header(), udp.payload())
+                }
+                Some(NetSlice::Ipv6(ip)) => udp
+                    .to_header()
+                    .calc_checksum_ipv6(&ip.header().to_header(), udp.payload()),
+                _ => panic!("not IP"),
+            };
+            assert_eq!(udp.checksum(), want.unwrap());
+            // And cut as the kernel cuts it, the datagrams that were merged.
+            let mut headers = [0u8; MAX_SEGMENTS * MAX_SEG_HDR];
+            let mut segs = [Segment::default(); MAX_SEGMENTS];
+            let done = segment(&merged, &vnet, 65535, &mut headers, &mut segs).unwrap();
+            assert_eq!(done.count, packets.len());
+            for (s, p) in segs.iter().zip(&packets) {
+                assert_eq!(
+                    &[&headers[s.header_range()], &merged[s.payload_range()]].concat(),
+                    p
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn udp_start_and_push_refuse() {
+        // Only where the TUN takes UDP super-packets, and only datagrams with a checksum.
+        assert!(GroRun::start(&dgram(0, |_| {}), false).is_none());
+        let mut no_csum = dgram(0, |_| {});
+        no_csum[26..28].fill(0);
+        assert!(GroRun::start(&no_csum, true).is_none());
+        assert!(GroRun::start(&dgram(0, |u| u.payload_len = 0), true).is_none());
+        let mut short = dgram(0, |_| {});
+        short[25] -= 1; // a UDP length one short of the packet
+        assert!(GroRun::start(&short, true).is_none());
+
+        let mut run = GroRun::start(&dgram(0, |_| {}), true).unwrap();
+        assert!(run.push(&dgram(1, |_| {})));
+        refuses(&mut run, &dgram(2, |u| u.src_port += 1));
+        refuses(&mut run, &dgram(2, |u| u.dst_port += 1));
+        refuses(&mut run, &dgram(2, |u| u.ttl -= 1));
+        refuses(&mut run, &dgram(2, |u| u.df = false));
+        refuses(&mut run, &dgram(2, |u| u.v6 = true));
+        refuses(&mut run, &dgram(2, |u| u.payload_len = MSS + 1));
+        refuses(&mut run, &no_csum);
+        refuses(&mut run, &seg(2, |t| t.payload_len = MSS));
+        let mut ce = dgram(2, |_| {});
+        ce[1] |= 0x03;
+        fix_ipv4_checksum(&mut ce);
+        refuses(&mut run, &ce);
+        // With DF the ID means nothing and is not compared.
+        assert!(run.push(&dgram(7, |_| {})));
+
+        // Without DF the IDs must follow each other, across the wrap too.
+        let no_df = |id: u16| dgram(0, move |u| (u.df, u.id) = (false, id));
+        let mut run = GroRun::start(&no_df(0xfffe), true).unwrap();
+        refuses(&mut run, &no_df(0));
+        assert!(run.push(&no_df(0xffff)));
+        assert!(run.push(&no_df(0)));
+        refuses(&mut run, &no_df(0));
+
+        // A TCP run takes no UDP datagram.
+        let mut tcp = run_of(2, |_| {});
+        refuses(&mut tcp, &dgram(2, |_| {}));
     }
 }

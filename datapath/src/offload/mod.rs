@@ -174,6 +174,8 @@ mod field {
     pub const V4_ADDRS: core::ops::Range<usize> = 12..20;
     /// More fragments and the fragment offset.
     pub const V4_FRAG_MASK: u16 = 0x3fff;
+    /// Don't fragment, in the byte at `V4_FLAGS_FRAG`.
+    pub const V4_DF: u8 = 0x40;
 
     pub const V6_HEADER_LEN: usize = 40;
     pub const V6_PAYLOAD_LEN: usize = 4;
@@ -420,8 +422,8 @@ mod tests {
         assert!(complete_checksum(&mut p, 20, len - 22).is_ok());
     }
 
-    /// A TSO super-packet as the kernel hands it over (partial checksum), segmented and merged
-    /// back, is the same bytes under the same virtio-net header.
+    /// A TSO or USO super-packet as the kernel hands it over (partial checksum), segmented and
+    /// merged back, is the same bytes under the same virtio-net header.
     mod round_trip {
         use proptest::prelude::*;
 
@@ -479,7 +481,7 @@ mod tests {
                     .iter()
                     .map(|s| [&headers[s.header_range()], &original[s.payload_range()]].concat())
                     .collect();
-                let mut run = GroRun::start(&packets[0]).unwrap();
+                let mut run = GroRun::start(&packets[0], false).unwrap();
                 for p in &packets[1..] {
                     prop_assert!(run.push(p));
                 }
@@ -489,6 +491,63 @@ mod tests {
                 let mut out = [0u8; VNET_HDR_LEN + MAX_SEG_HDR];
                 let n = run.emit_header(&mut out).unwrap();
                 prop_assert_eq!(n, VNET_HDR_LEN + hdr_len);
+                prop_assert_eq!(VnetHdr::parse(&out).unwrap(), vnet);
+                let mut merged = out[VNET_HDR_LEN..n].to_vec();
+                for p in &packets {
+                    merged.extend_from_slice(&p[run.header_len()..]);
+                }
+                prop_assert_eq!(merged, original);
+            }
+
+            #[test]
+            fn uso_segment_then_merge(
+                v6: bool,
+                df: bool,
+                gso_size in 1usize..3000,
+                full_segments in 1usize..=MAX_SEGMENTS,
+                tail: usize,
+                id: u16,
+            ) {
+                let u = Udp {
+                    v6,
+                    df,
+                    id,
+                    payload_len: (full_segments * gso_size + 1 + tail % gso_size).min(60_000),
+                    ..Udp::default()
+                };
+                let mut original = udp_datagram(&u);
+                let l4 = if v6 { 40 } else { 20 };
+                set_partial_checksum(&mut original, l4, 6, 17);
+                let vnet = VnetHdr {
+                    flags: VnetHdr::NEEDS_CSUM,
+                    gso_type: VnetHdr::GSO_UDP_L4,
+                    hdr_len: (l4 + 8) as u16,
+                    gso_size: gso_size as u16,
+                    csum_start: l4 as u16,
+                    csum_offset: 6,
+                };
+
+                let mut headers = vec![0u8; MAX_SEGMENTS * MAX_SEG_HDR];
+                let mut segs = [Segment::default(); MAX_SEGMENTS];
+                let res = segment(&original, &vnet, 65535, &mut headers, &mut segs);
+                let count = u.payload_len.div_ceil(gso_size);
+                if count > MAX_SEGMENTS {
+                    prop_assert_eq!(res, Err(OffloadError::TooManySegments));
+                    return Ok(());
+                }
+                prop_assert_eq!(res.unwrap().count, count);
+                let packets: Vec<Vec<u8>> = segs[..count]
+                    .iter()
+                    .map(|s| [&headers[s.header_range()], &original[s.payload_range()]].concat())
+                    .collect();
+                let mut run = GroRun::start(&packets[0], true).unwrap();
+                for p in &packets[1..] {
+                    prop_assert!(run.push(p));
+                }
+                prop_assert_eq!(run.count(), count);
+
+                let mut out = [0u8; VNET_HDR_LEN + MAX_SEG_HDR];
+                let n = run.emit_header(&mut out).unwrap();
                 prop_assert_eq!(VnetHdr::parse(&out).unwrap(), vnet);
                 let mut merged = out[VNET_HDR_LEN..n].to_vec();
                 for p in &packets {
@@ -571,7 +630,7 @@ mod tests {
                 let mut p = a.clone();
                 let _ = complete_checksum(&mut p, usize::from(raw.csum_start), usize::from(raw.csum_offset));
                 let _ = complete_checksum(&mut p, 20, 16);
-                if let Some(mut run) = GroRun::start(&a) {
+                if let Some(mut run) = GroRun::start(&a, true) {
                     run.push(&b);
                     run.push(&a);
                     let mut out = vec![0u8; out_len];

@@ -95,18 +95,76 @@ pub fn tcp_packet(t: &Tcp) -> Vec<u8> {
     out
 }
 
-/// A UDP packet with `payload_len` bytes of payload and a valid checksum.
-pub fn udp_packet(v6: bool, payload_len: usize) -> Vec<u8> {
-    let b = if v6 {
-        PacketBuilder::ipv6(V6_A, V6_B, 64)
+/// A UDP packet to build; the default is a 1000-byte datagram with DF.
+#[derive(Clone, Debug)]
+pub struct Udp {
+    pub v6: bool,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub id: u16,
+    pub df: bool,
+    pub ttl: u8,
+    pub payload_len: usize,
+    /// Where in the recognisable payload pattern this packet's payload starts.
+    pub payload_offset: usize,
+}
+
+impl Default for Udp {
+    fn default() -> Self {
+        Self {
+            v6: false,
+            src_port: 40000,
+            dst_port: 5353,
+            id: 0x1234,
+            df: true,
+            ttl: 64,
+            payload_len: 1000,
+            payload_offset: 0,
+        }
+    }
+}
+
+/// The datagram `u` describes, with valid IPv4 header and UDP checksums.
+pub fn udp_datagram(u: &Udp) -> Vec<u8> {
+    let ip = if u.v6 {
+        IpHeaders::Ipv6(
+            Ipv6Header {
+                source: V6_A,
+                destination: V6_B,
+                hop_limit: u.ttl,
+                ..Default::default()
+            },
+            Default::default(),
+        )
     } else {
-        PacketBuilder::ipv4(V4_A, V4_B, 64)
+        IpHeaders::Ipv4(
+            Ipv4Header {
+                source: V4_A,
+                destination: V4_B,
+                time_to_live: u.ttl,
+                dont_fragment: u.df,
+                identification: u.id,
+                ..Default::default()
+            },
+            Default::default(),
+        )
     };
+    let body = payload(u.payload_offset + u.payload_len);
     let mut out = Vec::new();
-    b.udp(40000, 5353)
-        .write(&mut out, &payload(payload_len))
+    PacketBuilder::ip(ip)
+        .udp(u.src_port, u.dst_port)
+        .write(&mut out, &body[u.payload_offset..])
         .unwrap();
     out
+}
+
+/// A UDP packet with `payload_len` bytes of payload and a valid checksum.
+pub fn udp_packet(v6: bool, payload_len: usize) -> Vec<u8> {
+    udp_datagram(&Udp {
+        v6,
+        payload_len,
+        ..Udp::default()
+    })
 }
 
 /// The big-endian one's-complement sum of `data`, the slow, obvious way.
