@@ -933,16 +933,7 @@ mod tests {
         let (packet, stride, train) = sent_train(&n1, 8, 1000);
 
         let mut rx = IngressBatch::new(Encap::Udp, true, true);
-        let mut slot = vec![0u8; SLOT_SIZE];
-        slot[HEADROOM..HEADROOM + train.len()].copy_from_slice(&train);
-        let meta = RecvMeta {
-            len: train.len(),
-            from: Some("198.18.0.1:8285".parse().unwrap()),
-            truncated: false,
-            stride,
-        };
-        assert!(rx.push(&n2, 5, &mut slot, meta));
-        finish(&mut rx, &mut slot);
+        let slot = receive_train(&mut rx, &n2, 5, &train, stride);
         assert_eq!(rx.local.rx_packets, 8);
         let &[w] = rx.writes() else {
             panic!("one write")
@@ -968,6 +959,28 @@ mod tests {
         assert!(b.push(n1, 0, &mut buf, len, 0));
         let sent = datagrams(&mut b, n1, &buf);
         (packet, usize::from(sent[0].0), sent[0].1.clone())
+    }
+
+    /// `train` received from node 1 into slot `slot` as one GRO receive of `stride`-byte
+    /// datagrams, the batch finished; returns the slot's buffer.
+    fn receive_train(
+        rx: &mut IngressBatch,
+        table: &Table,
+        slot: u16,
+        train: &[u8],
+        stride: usize,
+    ) -> Vec<u8> {
+        let mut buf = vec![0u8; SLOT_SIZE];
+        buf[HEADROOM..HEADROOM + train.len()].copy_from_slice(train);
+        let meta = RecvMeta {
+            len: train.len(),
+            from: Some("198.18.0.1:8285".parse().unwrap()),
+            truncated: false,
+            stride,
+        };
+        assert!(rx.push(table, slot, &mut buf, meta));
+        finish(rx, &mut buf);
+        buf
     }
 
     /// [`IngressBatch::finish`] for a batch of one slot.
@@ -1081,16 +1094,7 @@ mod tests {
         train.extend_from_slice(&good);
         for uso in [false, true] {
             let mut rx = IngressBatch::new(Encap::Udp, true, uso);
-            let mut slot = vec![0u8; SLOT_SIZE];
-            slot[HEADROOM..HEADROOM + train.len()].copy_from_slice(&train);
-            let meta = RecvMeta {
-                len: train.len(),
-                from: Some("198.18.0.1:8285".parse().unwrap()),
-                truncated: false,
-                stride: good.len(),
-            };
-            assert!(rx.push(&n2, 0, &mut slot, meta));
-            finish(&mut rx, &mut slot);
+            let slot = receive_train(&mut rx, &n2, 0, &train, good.len());
             assert_eq!(rx.local.drops[DropReason::Spoofed as usize], 1);
             assert_eq!(rx.local.rx_packets, 2);
             if uso {
