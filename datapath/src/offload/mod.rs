@@ -7,8 +7,9 @@
 //!   splits into complete inner packets whose headers it builds apart while their payloads stay
 //!   in the read buffer, or a normal packet that may still lack its transport checksum
 //!   ([`complete_checksum`]);
-//! - ingress, [`GroRun`] merges consecutive TCP segments of one flow into one super-packet, so
-//!   that one write (and one pass through the kernel's stack) carries up to 64 KiB.
+//! - ingress, [`GroRun`] merges consecutive TCP segments (or UDP datagrams) of one flow into
+//!   one super-packet, so that one write (and one pass through the kernel's stack) carries up
+//!   to 64 KiB.
 //!
 //! Every function here takes bytes straight from the kernel or the network, checks each length
 //! before use and answers malformed input with an error or a refusal, never a panic. None of
