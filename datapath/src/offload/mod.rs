@@ -466,38 +466,7 @@ mod tests {
                     csum_start: l4 as u16,
                     csum_offset: 16,
                 };
-
-                let mut headers = vec![0u8; MAX_SEGMENTS * MAX_SEG_HDR];
-                let mut segs = [Segment::default(); MAX_SEGMENTS];
-                let res = segment(&original, &vnet, 65535, &mut headers, &mut segs);
-                let count = (t.payload_len).div_ceil(mss);
-                if count > MAX_SEGMENTS {
-                    prop_assert_eq!(res, Err(OffloadError::TooManySegments));
-                    return Ok(());
-                }
-                let done = res.unwrap();
-                prop_assert_eq!(done.count, count);
-
-                let packets: Vec<Vec<u8>> = segs[..count]
-                    .iter()
-                    .map(|s| [&headers[s.header_range()], &original[s.payload_range()]].concat())
-                    .collect();
-                let mut run = GroRun::start(&packets[0], false).unwrap();
-                for p in &packets[1..] {
-                    prop_assert!(run.push(p));
-                }
-                prop_assert_eq!(run.count(), count);
-                prop_assert_eq!(run.header_len(), hdr_len);
-
-                let mut out = [0u8; VNET_HDR_LEN + MAX_SEG_HDR];
-                let n = run.emit_header(&mut out).unwrap();
-                prop_assert_eq!(n, VNET_HDR_LEN + hdr_len);
-                prop_assert_eq!(VnetHdr::parse(&out).unwrap(), vnet);
-                let mut merged = out[VNET_HDR_LEN..n].to_vec();
-                for p in &packets {
-                    merged.extend_from_slice(&p[run.header_len()..]);
-                }
-                prop_assert_eq!(merged, original);
+                segmented_and_merged_back(&original, &vnet, t.payload_len.div_ceil(mss))?;
             }
 
             #[test]
@@ -527,35 +496,48 @@ mod tests {
                     csum_start: l4 as u16,
                     csum_offset: 6,
                 };
-
-                let mut headers = vec![0u8; MAX_SEGMENTS * MAX_SEG_HDR];
-                let mut segs = [Segment::default(); MAX_SEGMENTS];
-                let res = segment(&original, &vnet, 65535, &mut headers, &mut segs);
-                let count = u.payload_len.div_ceil(gso_size);
-                if count > MAX_SEGMENTS {
-                    prop_assert_eq!(res, Err(OffloadError::TooManySegments));
-                    return Ok(());
-                }
-                prop_assert_eq!(res.unwrap().count, count);
-                let packets: Vec<Vec<u8>> = segs[..count]
-                    .iter()
-                    .map(|s| [&headers[s.header_range()], &original[s.payload_range()]].concat())
-                    .collect();
-                let mut run = GroRun::start(&packets[0], true).unwrap();
-                for p in &packets[1..] {
-                    prop_assert!(run.push(p));
-                }
-                prop_assert_eq!(run.count(), count);
-
-                let mut out = [0u8; VNET_HDR_LEN + MAX_SEG_HDR];
-                let n = run.emit_header(&mut out).unwrap();
-                prop_assert_eq!(VnetHdr::parse(&out).unwrap(), vnet);
-                let mut merged = out[VNET_HDR_LEN..n].to_vec();
-                for p in &packets {
-                    merged.extend_from_slice(&p[run.header_len()..]);
-                }
-                prop_assert_eq!(merged, original);
+                segmented_and_merged_back(&original, &vnet, u.payload_len.div_ceil(gso_size))?;
             }
+        }
+
+        /// Segments `original` as `vnet` says (into `count` segments, or refused when that is
+        /// more than [`MAX_SEGMENTS`]) and merges the segments again: the same bytes under the
+        /// same virtio-net header.
+        fn segmented_and_merged_back(
+            original: &[u8],
+            vnet: &VnetHdr,
+            count: usize,
+        ) -> Result<(), TestCaseError> {
+            let mut headers = vec![0u8; MAX_SEGMENTS * MAX_SEG_HDR];
+            let mut segs = [Segment::default(); MAX_SEGMENTS];
+            let res = segment(original, vnet, 65535, &mut headers, &mut segs);
+            if count > MAX_SEGMENTS {
+                prop_assert_eq!(res, Err(OffloadError::TooManySegments));
+                return Ok(());
+            }
+            prop_assert_eq!(res.unwrap().count, count);
+
+            let packets: Vec<Vec<u8>> = segs[..count]
+                .iter()
+                .map(|s| [&headers[s.header_range()], &original[s.payload_range()]].concat())
+                .collect();
+            let mut run = GroRun::start(&packets[0], true).unwrap();
+            for p in &packets[1..] {
+                prop_assert!(run.push(p));
+            }
+            prop_assert_eq!(run.count(), count);
+            prop_assert_eq!(run.header_len(), usize::from(vnet.hdr_len));
+
+            let mut out = [0u8; VNET_HDR_LEN + MAX_SEG_HDR];
+            let n = run.emit_header(&mut out).unwrap();
+            prop_assert_eq!(n, VNET_HDR_LEN + run.header_len());
+            prop_assert_eq!(VnetHdr::parse(&out).unwrap(), *vnet);
+            let mut merged = out[VNET_HDR_LEN..n].to_vec();
+            for p in &packets {
+                merged.extend_from_slice(&p[run.header_len()..]);
+            }
+            prop_assert_eq!(merged, original);
+            Ok(())
         }
     }
 
