@@ -63,7 +63,7 @@ pub struct Slots(Box<[u8]>);
 
 impl Slots {
     pub fn new(n: usize) -> Slots {
-        Slots(vec![0u8; n * SLOT_SIZE].into_boxed_slice())
+        Slots(super::slot_memory(n * SLOT_SIZE))
     }
 
     pub fn get(&self, slot: usize) -> &[u8] {

@@ -124,7 +124,7 @@ impl Ring {
             .collect();
         Ok(Ring {
             ring,
-            bufs: vec![0u8; slots * SLOT_SIZE].into_boxed_slice(),
+            bufs: super::slot_memory(slots * SLOT_SIZE),
             metas,
             mmsgs,
             in_flight: 0,
