@@ -17,7 +17,7 @@ use crate::encap::{self, Encap};
 use crate::offload::{self, GroRun, Segment, VnetHdr, MAX_SEGMENTS, MAX_SEG_HDR, VNET_HDR_LEN};
 use crate::route::{Peer, PeerId, Table};
 use crate::stats::{DropReason, LocalCounters};
-use crate::tunnel::{decapsulate_from, Egress, Encapsulator, Ingress};
+use crate::tunnel::{Decapsulator, Egress, Encapsulator, Ingress};
 
 /// Bytes in front of a packet: room for the headers that go before it (the virtio-net header
 /// of a read, or the wire format's header of a send).
@@ -499,7 +499,7 @@ impl IngressBatch {
     /// untouched until the batch's writes are done.
     pub fn push(&mut self, table: &Table, slot: u16, buf: &mut [u8], meta: RecvMeta) -> bool {
         // Every datagram of a GRO receive came from the same address.
-        let Some(from) = meta.from.and_then(|a| table.peer_of(a)) else {
+        let Some(peer) = meta.from.and_then(|a| table.peer_of(a)) else {
             self.local.drop(DropReason::UnknownPeer);
             return false;
         };
@@ -513,6 +513,7 @@ impl IngressBatch {
             0 => data.len().max(1),
             s => s,
         };
+        let mut decap = Decapsulator::new(table, peer);
         let mut cursor = 0;
         let mut used = false;
         let mut delivered = (0u64, 0u64);
@@ -529,7 +530,7 @@ impl IngressBatch {
             };
             let at = HEADROOM + i * stride + off;
             let packet = &datagram[off..];
-            if let Ingress::Drop(reason) = decapsulate_from(table, from, packet) {
+            if let Ingress::Drop(reason) = decap.check(packet) {
                 self.local.drop(reason);
                 continue;
             }
@@ -580,7 +581,7 @@ impl IngressBatch {
             }
         }
         if delivered.0 > 0 {
-            self.tally(from, delivered.0, delivered.1);
+            self.tally(peer, delivered.0, delivered.1);
         }
         used
     }
