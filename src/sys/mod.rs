@@ -66,12 +66,11 @@ pub fn slot_memory(len: usize) -> Box<[u8]> {
     let mut buf = vec![0u8; len].into_boxed_slice();
     let start = buf.as_mut_ptr() as usize;
     let (first, end) = (start.next_multiple_of(HUGE), start + len);
-    if end > first + HUGE {
+    if end >= first + HUGE {
         let whole = (end - first) / HUGE * HUGE;
-        // SAFETY: [first, first + whole) lies inside `buf`, which this function owns and
-        // which lives in its own anonymous mapping (an allocation this large is an `mmap`);
-        // MADV_HUGEPAGE only changes how the kernel backs those pages, never their content
-        // (still zero) or their addresses. Failure (no THP in this kernel) is harmless.
+        // SAFETY: [first, first + whole) lies inside `buf`, which this function owns, and is
+        // page-aligned; MADV_HUGEPAGE only changes how the kernel backs those pages, never
+        // their content (still zero) or their addresses. Failure (no THP here) is harmless.
         unsafe { libc::madvise(first as *mut libc::c_void, whole, libc::MADV_HUGEPAGE) };
     }
     buf
