@@ -238,3 +238,31 @@ fn tcp_transfer(io: Io, v6: bool) {
     }
     c.shutdown();
 }
+
+/// The transfers' receiving check itself: a stream fed in uneven pieces passes and hashes as
+/// the sender does; one changed byte is reported at its offset.
+#[test]
+fn stream_check_finds_the_first_changed_byte() {
+    use std::hash::Hasher as _;
+
+    let mut sent = vec![0u8; 200_000];
+    Stream::new().fill(&mut sent);
+    let mut sender_hash = std::collections::hash_map::DefaultHasher::new();
+    sender_hash.write(&sent);
+
+    let mut check = StreamCheck::new();
+    for piece in sent.chunks(65_521) {
+        check.check(piece).expect("the same stream");
+    }
+    assert_eq!(check.bytes, sent.len() as u64);
+    assert_eq!(check.hash(), sender_hash.finish());
+
+    let mut changed = sent.clone();
+    changed[123_457] ^= 1;
+    let mut check = StreamCheck::new();
+    let err = changed
+        .chunks(1000)
+        .try_for_each(|piece| check.check(piece))
+        .expect_err("a changed byte");
+    assert!(err.contains("offset 123457"), "{err}");
+}

@@ -1248,6 +1248,63 @@ impl Stream {
     }
 }
 
+/// The receiving end of a [`Stream`]: every byte is compared with the expected stream as it
+/// arrives, and hashed (SipHash-1-3 with fixed keys, as the sender hashes what it sends).
+pub struct StreamCheck {
+    expected: Stream,
+    want: Vec<u8>,
+    at: usize,
+    hash: std::collections::hash_map::DefaultHasher,
+    /// Bytes checked so far.
+    pub bytes: u64,
+}
+
+impl StreamCheck {
+    pub fn new() -> StreamCheck {
+        StreamCheck {
+            expected: Stream::new(),
+            want: vec![0u8; 1 << 16],
+            at: 1 << 16,
+            hash: std::collections::hash_map::DefaultHasher::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Checks the next bytes of the stream.
+    ///
+    /// # Errors
+    /// The offset in the stream of the first byte that differs from the expected one.
+    pub fn check(&mut self, got: &[u8]) -> Result<(), String> {
+        use std::hash::Hasher as _;
+        self.hash.write(got);
+        let mut k = 0;
+        while k < got.len() {
+            if self.at == self.want.len() {
+                self.expected.fill(&mut self.want);
+                self.at = 0;
+            }
+            let m = (got.len() - k).min(self.want.len() - self.at);
+            let (have, want) = (&got[k..k + m], &self.want[self.at..self.at + m]);
+            if let Some(off) = have.iter().zip(want).position(|(a, b)| a != b) {
+                return Err(format!(
+                    "received stream differs from the sent one at byte offset {}",
+                    self.bytes + (k + off) as u64
+                ));
+            }
+            k += m;
+            self.at += m;
+        }
+        self.bytes += got.len() as u64;
+        Ok(())
+    }
+
+    /// The hash of every byte checked.
+    pub fn hash(&self) -> u64 {
+        use std::hash::Hasher as _;
+        self.hash.finish()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // A TCP transfer between two namespaces, compared byte for byte.
 
@@ -1321,12 +1378,10 @@ pub fn tcp_transfer(
         conn.set_nonblocking(false).map_err(|e| e.to_string())?;
         conn.set_read_timeout(Some(Duration::from_secs(5)))
             .map_err(|e| e.to_string())?;
-        let (mut h, mut n) = (hasher(), 0u64);
-        let mut expected = Stream::new();
-        let mut want = vec![0u8; 1 << 16];
-        let (mut want_pos, mut want_len) = (0usize, 0usize);
+        let mut check = StreamCheck::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
+            let n = check.bytes;
             if Instant::now() > deadline {
                 return Err(format!(
                     "receiver: only {n} of {bytes} bytes within {timeout:?}"
@@ -1338,29 +1393,9 @@ pub fn tcp_transfer(
                 Err(e) if transient(&e) => continue,
                 Err(e) => return Err(format!("receiver: read after {n} bytes: {e}")),
             };
-            h.write(&buf[..got]);
-            let mut k = 0;
-            while k < got {
-                if want_pos == want_len {
-                    expected.fill(&mut want);
-                    (want_pos, want_len) = (0, want.len());
-                }
-                let m = (got - k).min(want_len - want_pos);
-                if buf[k..k + m] != want[want_pos..want_pos + m] {
-                    let off = (0..m)
-                        .find(|&x| buf[k + x] != want[want_pos + x])
-                        .unwrap_or(0);
-                    return Err(format!(
-                        "received stream differs from the sent one at byte offset {}",
-                        n + (k + off) as u64
-                    ));
-                }
-                k += m;
-                want_pos += m;
-            }
-            n += got as u64;
+            check.check(&buf[..got])?;
         }
-        Ok((n, h.finish()))
+        Ok((check.bytes, check.hash()))
     });
 
     let sender = thread::spawn(move || -> Result<(u64, u64), String> {
@@ -1544,12 +1579,10 @@ pub fn live_stream(
         conn.set_nonblocking(false).map_err(|e| e.to_string())?;
         conn.set_read_timeout(Some(Duration::from_secs(1)))
             .map_err(|e| e.to_string())?;
-        let (mut h, mut n) = (hasher(), 0u64);
-        let mut expected = Stream::new();
-        let mut want = vec![0u8; 1 << 16];
-        let (mut want_pos, mut want_len) = (0usize, 0usize);
+        let mut check = StreamCheck::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
+            let n = check.bytes;
             if Instant::now() > deadline {
                 return Err(format!(
                     "receiver: no end of stream within {timeout:?} ({n} bytes)"
@@ -1561,30 +1594,10 @@ pub fn live_stream(
                 Err(e) if transient(&e) => continue,
                 Err(e) => return Err(format!("receiver: read after {n} bytes: {e}")),
             };
-            h.write(&buf[..got]);
-            let mut k = 0;
-            while k < got {
-                if want_pos == want_len {
-                    expected.fill(&mut want);
-                    (want_pos, want_len) = (0, want.len());
-                }
-                let m = (got - k).min(want_len - want_pos);
-                if buf[k..k + m] != want[want_pos..want_pos + m] {
-                    let off = (0..m)
-                        .find(|&x| buf[k + x] != want[want_pos + x])
-                        .unwrap_or(0);
-                    return Err(format!(
-                        "received stream differs from the sent one at byte offset {}",
-                        n + (k + off) as u64
-                    ));
-                }
-                k += m;
-                want_pos += m;
-            }
-            n += got as u64;
-            counter.store(n, std::sync::atomic::Ordering::Relaxed);
+            check.check(&buf[..got])?;
+            counter.store(check.bytes, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok((n, h.finish()))
+        Ok((check.bytes, check.hash()))
     });
 
     let stop = finish.clone();
