@@ -41,6 +41,7 @@ Flags of `tundra run` (see `tundra run --help` for details):
   --tun-queue-len N           TUN transmit queue length in packets [default: chosen by tundra]
   --socket-buffer BYTES       UDP send/receive buffer size, e.g. 4M [default: chosen by tundra]
   --priority LEVEL            datapath threads: high, realtime or normal [default: high]
+  --cpus LIST                 CPUs of the datapath threads, e.g. 2 or 0,2-3 [default: any]
   --no-configure              do not set the TUN's MTU, addresses and routes
   --control PATH|none         control socket [default: /run/tundra/tundra.sock]
   --metrics [ADDR:]PORT       Prometheus metrics on http://ADDR:PORT/metrics [default: none]
@@ -87,6 +88,7 @@ Config file (--config), TOML, every key optional, unknown keys are an error:
   tun_queue_len = 1000
   socket_buffer = \"4M\"               # or bytes: 4194304
   priority = \"high\"
+  cpus = \"2\"                         # or \"0,2-3\"
   configure = true
   control = \"/run/tundra/tundra.sock\"   # or \"none\"
   metrics = \"127.0.0.1:9100\"
@@ -395,6 +397,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "LEVEL", verbatim_doc_comment)]
     pub priority: Option<String>,
 
+    /// CPUs the datapath threads run on, e.g. 2 or 0,2-3 [default: any]
+    ///
+    /// Pins the egress and ingress threads (sched_setaffinity) to these CPUs,
+    /// in the cpulist syntax of taskset -c. A CPU of their own, away from the
+    /// pods, is what a userspace dataplane wants: every hand-over between
+    /// threads on different CPUs is a wakeup across CPUs, slow in a VM
+    /// (docs/decisions.md). Each CPU must be one this process may use.
+    /// Default: any CPU, as the scheduler decides.   Example: --cpus 2
+    #[arg(long, value_name = "LIST", verbatim_doc_comment)]
+    pub cpus: Option<String>,
+
     /// Do not configure the TUN device's MTU, addresses and routes
     ///
     /// Use the TUN device as it is, leaving its MTU, addresses, routes and
@@ -428,7 +441,7 @@ pub struct RunArgs {
     ///
     /// Keys: tun, listen, local_subnets (array), peers (array of
     /// "CIDR=ADDR:PORT[,mac=MAC]" strings), encap, vni, vtep_mac, mtu, io,
-    /// offload, tun_queue_len, socket_buffer, priority, configure (bool), control,
+    /// offload, tun_queue_len, socket_buffer, priority, cpus, configure (bool), control,
     /// metrics, etcd_endpoints (array), etcd_prefix, public_ip, public_ipv6,
     /// subnet_file, etcd_cafile, etcd_certfile, etcd_keyfile,
     /// etcd_start_timeout; see the example below. A flag given on the command
@@ -537,6 +550,7 @@ impl From<RunArgs> for Flags {
             tun_queue_len: args.tun_queue_len,
             socket_buffer: args.socket_buffer,
             priority: args.priority,
+            cpus: args.cpus,
             no_configure: args.no_configure,
             config: args.config,
             control: args.control,

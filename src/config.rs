@@ -25,6 +25,7 @@
 //! tun_queue_len = 1000            # --tun-queue-len (omit: tundra's default)
 //! socket_buffer = "4M"            # --socket-buffer (or bytes: 4194304; omit: tundra's default)
 //! priority = "high"               # --priority: high, realtime or normal
+//! cpus = "2"                      # --cpus: the datapath threads' CPUs, e.g. "2" or "0,2-3"
 //! configure = true                # false: --no-configure
 //! control = "/run/tundra/tundra.sock" # --control ("none": no control socket)
 //! metrics = "127.0.0.1:9100"      # --metrics (omit: no metrics endpoint)
@@ -285,6 +286,77 @@ impl fmt::Display for Priority {
     }
 }
 
+/// The highest CPU number a [`CpuList`] takes (the kernel's `CPU_SETSIZE` less one).
+pub const MAX_CPU: usize = 1023;
+
+/// A set of CPUs in the kernel's cpulist syntax (`2`, `0,2-3`: as `taskset -c` and cgroup
+/// cpusets write them): sorted, without duplicates, never empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(Vec<usize>);
+
+impl CpuList {
+    /// These CPUs; `None` if there are none.
+    pub fn new(mut cpus: Vec<usize>) -> Option<CpuList> {
+        cpus.sort_unstable();
+        cpus.dedup();
+        (!cpus.is_empty()).then_some(CpuList(cpus))
+    }
+
+    /// The CPU numbers, ascending.
+    pub fn cpus(&self) -> &[usize] {
+        &self.0
+    }
+}
+
+impl FromStr for CpuList {
+    type Err = Problem;
+
+    fn from_str(s: &str) -> Result<Self, Problem> {
+        let number = |n: &str| -> Result<usize, Problem> {
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Problem::InvalidCpuList);
+            }
+            match n.parse::<usize>() {
+                Ok(cpu) if cpu <= MAX_CPU => Ok(cpu),
+                Ok(cpu) => Err(Problem::CpuOutOfRange(cpu)),
+                Err(_) => Err(Problem::CpuOutOfRange(usize::MAX)),
+            }
+        };
+        let mut cpus = Vec::new();
+        for part in s.split(',') {
+            let (first, last) = match part.split_once('-') {
+                Some((a, b)) => (number(a)?, number(b)?),
+                None => (number(part)?, number(part)?),
+            };
+            if first > last {
+                return Err(Problem::InvalidCpuList);
+            }
+            cpus.extend(first..=last);
+        }
+        CpuList::new(cpus).ok_or(Problem::InvalidCpuList)
+    }
+}
+
+impl fmt::Display for CpuList {
+    /// Ranges folded: `0,2-3`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut i = 0;
+        while i < self.0.len() {
+            let first = self.0[i];
+            while i + 1 < self.0.len() && self.0[i + 1] == self.0[i] + 1 {
+                i += 1;
+            }
+            let sep = if first == self.0[0] { "" } else { "," };
+            match self.0[i] {
+                last if last == first => write!(f, "{sep}{first}")?,
+                last => write!(f, "{sep}{first}-{last}")?,
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
 /// A complete, validated configuration of one dataplane.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -314,6 +386,8 @@ pub struct Config {
     pub socket_buffer: Option<usize>,
     /// How the datapath threads are scheduled.
     pub priority: Priority,
+    /// The CPUs the datapath threads may run on; `None`: wherever the scheduler puts them.
+    pub cpus: Option<CpuList>,
     /// Whether tundra sets up the TUN's MTU, addresses and routes (`--no-configure`: false).
     pub configure: bool,
     /// Path of the control socket; `None`: no control socket.
@@ -389,6 +463,7 @@ pub struct Flags {
     pub tun_queue_len: Option<String>,
     pub socket_buffer: Option<String>,
     pub priority: Option<String>,
+    pub cpus: Option<String>,
     pub no_configure: bool,
     /// `--config FILE`.
     pub config: Option<PathBuf>,
@@ -560,6 +635,12 @@ pub enum Problem {
     UnknownOffload,
     #[error("unknown priority (expected realtime, high or normal)")]
     UnknownPriority,
+    #[error(
+        "invalid CPU list (expected CPU numbers and ranges separated by commas, e.g. 2 or 0,2-3)"
+    )]
+    InvalidCpuList,
+    #[error("CPU {0} out of range (CPUs are numbered 0..={MAX_CPU})")]
+    CpuOutOfRange(usize),
     #[error("overlaps local subnet {0}")]
     OverlapsLocal(IpNet),
     #[error("subnet {prefix} is already routed to {peer}")]
@@ -634,6 +715,7 @@ struct FileKeys {
     tun_queue_len: Option<Spanned<i64>>,
     socket_buffer: Option<Spanned<Text>>,
     priority: Option<Spanned<String>>,
+    cpus: Option<Spanned<Text>>,
     configure: Option<bool>,
     control: Option<Spanned<String>>,
     metrics: Option<Spanned<String>>,
@@ -1045,6 +1127,16 @@ impl Config {
             Some(raw) => raw.parse(str::parse)?,
             None => Priority::default(),
         };
+        let cpus = match pick_text(
+            &flags.cpus,
+            "--cpus",
+            "cpus",
+            keys.and_then(|k| k.cpus.as_ref())
+                .map(|v| (v.get_ref().0.clone(), v.span().start)),
+        ) {
+            Some(raw) => Some(raw.parse(str::parse)?),
+            None => None,
+        };
 
         let configure = !flags.no_configure && keys.and_then(|k| k.configure).unwrap_or(true);
 
@@ -1175,6 +1267,7 @@ impl Config {
             tun_queue_len,
             socket_buffer,
             priority,
+            cpus,
             configure,
             control,
             metrics,
@@ -2079,6 +2172,7 @@ mod tests {
                 tun_queue_len: None,
                 socket_buffer: None,
                 priority: Priority::High,
+                cpus: None,
                 configure: true,
                 control: Some(PathBuf::from(DEFAULT_CONTROL)),
                 metrics: None,
@@ -2108,6 +2202,7 @@ mod tests {
             tun_queue_len: Some("1000".into()),
             socket_buffer: Some("4M".into()),
             priority: Some("normal".into()),
+            cpus: Some("1".into()),
             no_configure: true,
             config: None,
             control: Some("/tmp/t.sock".into()),
@@ -2137,9 +2232,30 @@ mod tests {
         assert_eq!(config.tun_queue_len, Some(1000));
         assert_eq!(config.socket_buffer, Some(4 << 20));
         assert_eq!(config.priority, Priority::Normal);
+        assert_eq!(config.cpus, Some("1".parse().unwrap()));
         assert!(!config.configure);
         assert_eq!(config.control, Some(PathBuf::from("/tmp/t.sock")));
         assert_eq!(config.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+    }
+
+    #[test]
+    fn cpu_lists() {
+        let cpus = |s: &str| s.parse::<CpuList>().map(|c| c.cpus().to_vec());
+        assert_eq!(cpus("2"), Ok(vec![2]));
+        assert_eq!(cpus("0,2-3"), Ok(vec![0, 2, 3]));
+        assert_eq!(cpus("3,1-2,2"), Ok(vec![1, 2, 3]));
+        assert_eq!(cpus("1023"), Ok(vec![MAX_CPU]));
+        assert_eq!(cpus("1024"), Err(Problem::CpuOutOfRange(1024)));
+        assert_eq!(
+            cpus("99999999999999999999999"),
+            Err(Problem::CpuOutOfRange(usize::MAX))
+        );
+        for bad in ["", ",", "1,", "a", "-1", "1-", "3-1", "1 ,2", "0x1", "+1"] {
+            assert_eq!(cpus(bad), Err(Problem::InvalidCpuList), "{bad:?}");
+        }
+        for (list, shown) in [("2", "2"), ("3,0,2", "0,2-3"), ("0-2,4,6-7", "0-2,4,6-7")] {
+            assert_eq!(list.parse::<CpuList>().unwrap().to_string(), shown);
+        }
     }
 
     #[test]
@@ -2290,6 +2406,14 @@ mod tests {
             &["--priority rt:", "realtime, high or normal"],
         );
         assert_contains(
+            &base(|f| f.cpus = Some("1-".into())),
+            &["--cpus 1-:", "e.g. 2 or 0,2-3"],
+        );
+        assert_contains(
+            &base(|f| f.cpus = Some("4096".into())),
+            &["--cpus 4096:", "CPU 4096 out of range"],
+        );
+        assert_contains(
             &base(|f| f.tun_queue_len = Some("0".into())),
             &["--tun-queue-len 0:", "1..=100000"],
         );
@@ -2379,6 +2503,7 @@ offload = "on"
 tun_queue_len = 500
 socket_buffer = 1048576
 priority = "realtime"
+cpus = "3,0,2"
 configure = false
 "#;
 
@@ -2414,6 +2539,7 @@ configure = false
                 tun_queue_len: Some(500),
                 socket_buffer: Some(1 << 20),
                 priority: Priority::Realtime,
+                cpus: Some("0,2-3".parse().unwrap()),
                 configure: false,
                 control: Some(PathBuf::from(DEFAULT_CONTROL)),
                 metrics: None,
@@ -2811,6 +2937,7 @@ configure = false
                 tun_queue_len: None,
                 socket_buffer: None,
                 priority: Priority::High,
+                cpus: None,
                 configure: true,
                 control: Some(PathBuf::from(DEFAULT_CONTROL)),
                 metrics: None,

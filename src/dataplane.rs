@@ -93,7 +93,9 @@ use datapath::{Counters, Mac, Route, SharedTable, Table, TableError};
 use ipnet::IpNet;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{self, Config, ConfigError, Encap, EtcdSettings, IoMode, Offload, Priority};
+use crate::config::{
+    self, Config, ConfigError, CpuList, Encap, EtcdSettings, IoMode, Offload, Priority,
+};
 use crate::control::metrics::{MetricsError, MetricsListener, MetricsServer};
 use crate::control::socket::{self, ControlSocket, SocketError};
 use crate::control::{self, ControlError, Controller, LeaseInfo, RouteTxn, Stats};
@@ -136,6 +138,14 @@ pub enum Error {
         "--offload on: the kernel grants no TUN or UDP offload here; use --offload auto or off"
     )]
     NoOffloads,
+    #[error("--cpus {cpus}: CPU {cpu} is not one this process may run on (it may use {allowed})")]
+    CpuNotAllowed {
+        cpus: CpuList,
+        cpu: usize,
+        allowed: String,
+    },
+    #[error("cannot read this process's CPU affinity: {0}")]
+    Affinity(io::Error),
     #[error("{thread} thread failed: {source}")]
     Thread {
         thread: &'static str,
@@ -211,6 +221,9 @@ impl Dataplane {
     /// with etcd, also a lease source that did not start, settings that do not fit the network
     /// and a subnet file that cannot be written. Nothing stays configured then.
     pub fn start(config: &Config) -> Result<Dataplane, Error> {
+        if let Some(cpus) = &config.cpus {
+            check_cpus(cpus)?;
+        }
         match &config.etcd {
             None => Dataplane::start_static(config),
             Some(etcd) => {
@@ -293,6 +306,7 @@ impl Dataplane {
             stop: Arc::new(AtomicBool::new(false)),
             tunnel_mtu: usize::from(tunnel_mtu),
             priority: config.priority,
+            cpus: config.cpus.clone(),
             epoch: Instant::now(),
         };
         let mut dataplane = Dataplane {
@@ -367,6 +381,7 @@ impl Dataplane {
             io = %io,
             offload = %OffloadsDisplay(offloads),
             priority = %config.priority,
+            cpus = config.cpus.as_ref().map(tracing::field::display),
             mtu,
             tunnel_mtu,
             routes = config.peers.len(),
@@ -560,6 +575,7 @@ impl Default for Builder {
                 tun_queue_len: None,
                 socket_buffer: None,
                 priority: Priority::High,
+                cpus: None,
                 configure: true,
                 control: None,
                 metrics: None,
@@ -660,6 +676,12 @@ impl Builder {
     /// How the datapath threads are scheduled (see [`Priority`]); default: [`Priority::High`].
     pub fn priority(mut self, priority: Priority) -> Self {
         self.config.priority = priority;
+        self
+    }
+    /// The CPUs the datapath threads run on (see [`CpuList`]); default: any, as the scheduler
+    /// decides.
+    pub fn cpus(mut self, cpus: CpuList) -> Self {
+        self.config.cpus = Some(cpus);
         self
     }
     /// `false`: leave the TUN's MTU, addresses and routes to the caller.
@@ -1078,7 +1100,7 @@ fn reload_routes(
     loaded: Result<Config, ConfigError>,
 ) -> Result<(Config, control::Applied), Box<dyn std::error::Error>> {
     let next = loaded?;
-    let fixed: [(&'static str, bool); 15] = [
+    let fixed: [(&'static str, bool); 16] = [
         ("tun", next.tun == running.tun),
         ("listen", next.listen == running.listen),
         ("local_subnets", next.local_subnets == running.local_subnets),
@@ -1091,6 +1113,7 @@ fn reload_routes(
         ("tun_queue_len", next.tun_queue_len == running.tun_queue_len),
         ("socket_buffer", next.socket_buffer == running.socket_buffer),
         ("priority", next.priority == running.priority),
+        ("cpus", next.cpus == running.cpus),
         ("configure", next.configure == running.configure),
         (
             "control",
@@ -1109,6 +1132,20 @@ fn reload_routes(
 }
 
 /// `Auto` becomes `Uring` where a ring can be set up, else `Poll`.
+/// Refuses CPUs this process may not run on (a cpuset, `taskset`), before anything is set up:
+/// the datapath threads would otherwise fail to pin themselves after the start.
+fn check_cpus(cpus: &CpuList) -> Result<(), Error> {
+    let allowed = sys::sched::allowed_cpus().map_err(Error::Affinity)?;
+    match cpus.cpus().iter().find(|cpu| !allowed.contains(cpu)) {
+        None => Ok(()),
+        Some(&cpu) => Err(Error::CpuNotAllowed {
+            cpus: cpus.clone(),
+            cpu,
+            allowed: CpuList::new(allowed).map_or_else(|| "none".into(), |a| a.to_string()),
+        }),
+    }
+}
+
 fn resolve_io(requested: IoMode) -> Result<IoMode, Error> {
     match (requested, uring::probe()) {
         (IoMode::Poll, _) => Ok(IoMode::Poll),

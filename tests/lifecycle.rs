@@ -1,6 +1,6 @@
 //! A dataplane that loses its TUN device stops, with an error that says so, instead of
 //! spinning on a dead descriptor; `--priority` schedules the datapath threads as it says, and
-//! a raised thread gives way in a flood.
+//! a raised thread gives way in a flood; `--cpus` pins them.
 //! Needs root (runs for real in CI).
 
 mod common;
@@ -81,6 +81,61 @@ fn priority_sets_the_datapath_threads_scheduling() {
     }
 }
 
+/// `--cpus` pins the datapath threads, and only them; a CPU this process may not use is
+/// refused at the start, before anything is set up.
+#[test]
+fn cpus_pin_the_datapath_threads() {
+    let mut c = Cluster::new(2);
+    c.start_tundra(1, &["--cpus", "0"]);
+    c.start_tundra(2, &[]);
+    wait_ping(
+        &c.ns(1),
+        &pod_v4(1).to_string(),
+        &pod_v4(2).to_string(),
+        CONVERGE_TIMEOUT,
+    );
+    for i in [1, 2] {
+        let threads = cpus_allowed(c.pid(i));
+        let of = |name: &str| threads.iter().find(|t| t.0 == name).map(|t| t.1.as_str());
+        let process = of("tundra").expect("the main thread").to_owned();
+        let datapath = if i == 1 { "0" } else { process.as_str() };
+        for name in ["tundra-egress", "tundra-ingress"] {
+            assert_eq!(of(name), Some(datapath), "node {i} {name}: {threads:?}");
+        }
+        assert_eq!(
+            of("tundra-control"),
+            Some(process.as_str()),
+            "node {i}: {threads:?}"
+        );
+    }
+
+    let out = ns_cmd(
+        &c.ns(2),
+        env!("CARGO_BIN_EXE_tundra"),
+        &[
+            "run",
+            "--tun",
+            "tcpus0",
+            "--listen",
+            "198.18.0.2:9999",
+            "--local-subnet",
+            "198.19.9.0/24",
+            "--control",
+            "none",
+            "--cpus",
+            "0,1023",
+        ],
+    );
+    assert_eq!(out.status.and_then(|s| s.code()), Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("--cpus 0,1023: CPU 1023 is not one this process may run on"),
+        "{out}"
+    );
+    let links = ip(&["-n", &c.ns(2), "-o", "link", "show"]);
+    assert!(!links.contains("tcpus0"), "{links}");
+}
+
 /// Under a flood of small datagrams the threads that carry it give up their priority for
 /// nice 0 (real-time on node 1, `high` on node 2), and take it back once it is over; the ping
 /// after it is carried.
@@ -143,6 +198,22 @@ const SCHED_FIFO: u32 = 1;
 /// How long a flood (or its end) may take to show in the threads' scheduling: the governor
 /// decides every 10 ms (100 ms in a flood); this is for a slow, shared machine.
 const FLOOD_WAIT: Duration = Duration::from_secs(20);
+
+/// (thread name, `Cpus_allowed_list`) of every thread of `pid`, from /proc.
+fn cpus_allowed(pid: u32) -> Vec<(String, String)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tundra's tasks");
+    tasks
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let status = std::fs::read_to_string(dir.join("status")).ok()?;
+            let list = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+            Some((comm.trim().to_owned(), list.trim().to_owned()))
+        })
+        .collect()
+}
 
 /// (thread name, policy, nice) of every thread of `pid`, from /proc.
 fn scheduling(pid: u32) -> Vec<(String, u32, i32)> {

@@ -20,7 +20,7 @@ use datapath::batch::{EgressBatch, IngressBatch};
 use datapath::{Counters, DropReason, LocalCounters, SharedTable};
 use socket2::SockAddr;
 
-use crate::config::Priority;
+use crate::config::{CpuList, Priority};
 use crate::tun::Tun;
 
 use sched::Sched;
@@ -92,6 +92,8 @@ pub struct Ctx {
     pub encap: datapath::Encap,
     /// How the datapath threads are scheduled.
     pub priority: Priority,
+    /// The CPUs the datapath threads run on; `None`: any.
+    pub cpus: Option<CpuList>,
     pub epoch: Instant,
 }
 

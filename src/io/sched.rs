@@ -46,8 +46,16 @@ pub(super) struct Sched {
 }
 
 impl Sched {
-    /// Schedules the calling thread as `ctx.priority` asks, or as close to it as allowed.
+    /// Schedules the calling thread as `ctx.priority` asks, or as close to it as allowed, on
+    /// `ctx.cpus`.
     pub(super) fn start(name: &'static str, ctx: &Ctx) -> Sched {
+        if let Some(cpus) = &ctx.cpus {
+            // The start checked that the process may use them; a CPU taken offline since
+            // leaves the thread where it was, which is worth a warning, not a stop.
+            if let Err(e) = sys::sched::set_affinity(cpus.cpus()) {
+                tracing::warn!("{name} thread: cannot run on CPUs {cpus} only: {e}");
+            }
+        }
         let mut raised = ctx.priority;
         if raised == Priority::Realtime {
             if let Err(e) = raise(raised) {

@@ -3,6 +3,9 @@
 use std::io;
 use std::time::Duration;
 
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
+
 /// `struct sched_attr` (include/uapi/linux/sched/types.h), up to the fields we set.
 #[repr(C)]
 #[derive(Default)]
@@ -57,4 +60,29 @@ fn set(mut attr: SchedAttr) -> io::Result<()> {
     // the call; pid 0 is the calling thread; the kernel only reads it.
     let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw const attr, 0) };
     super::cvt(rc).map(drop)
+}
+
+/// The CPUs the calling thread may run on (its affinity mask).
+///
+/// # Errors
+/// The `sched_getaffinity` error.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    let set = sched_getaffinity(Pid::from_raw(0))?;
+    Ok((0..CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .collect())
+}
+
+/// Lets the calling thread run on `cpus` only.
+///
+/// # Errors
+/// A CPU beyond the kernel's `CPU_SETSIZE`, or the `sched_setaffinity` error (none of the CPUs
+/// online or allowed here).
+pub fn set_affinity(cpus: &[usize]) -> io::Result<()> {
+    let mut set = CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu)?;
+    }
+    sched_setaffinity(Pid::from_raw(0), &set)?;
+    Ok(())
 }
