@@ -53,12 +53,14 @@ fn deleted_tun_stops_tundra_with_an_error(io: Io) {
     );
 }
 
-/// `--priority` reaches the datapath threads, and only them: `realtime` is `SCHED_FIFO`, the
-/// default (`high`) is nice -10 under the ordinary policy; both carry traffic.
+/// `--priority` and `--cpus` reach the datapath threads, and only them: `realtime` is
+/// `SCHED_FIFO`, the default (`high`) is nice -10 under the ordinary policy, `--cpus 0` pins
+/// them to CPU 0; both nodes carry traffic. A CPU this process may not use is refused at the
+/// start, before anything is set up.
 #[test]
-fn priority_sets_the_datapath_threads_scheduling() {
+fn priority_and_cpus_reach_the_datapath_threads() {
     let mut c = Cluster::new(2);
-    c.start_tundra(1, &["--priority", "realtime"]);
+    c.start_tundra(1, &["--priority", "realtime", "--cpus", "0"]);
     c.start_tundra(2, &[]);
     wait_ping(
         &c.ns(1),
@@ -67,44 +69,22 @@ fn priority_sets_the_datapath_threads_scheduling() {
         CONVERGE_TIMEOUT,
     );
     for (i, policy, nice) in [(1, SCHED_FIFO, 0), (2, SCHED_OTHER, -10)] {
-        let threads = scheduling(c.pid(i));
+        let threads = threads(c.pid(i));
+        let of = |name: &str| threads.iter().find(|t| t.name == name);
+        let process = &of("tundra").expect("the main thread").cpus;
+        let cpus = if i == 1 { "0" } else { process.as_str() };
         for name in ["tundra-egress", "tundra-ingress"] {
-            let got = threads.iter().find(|t| t.0 == name).map(|t| (t.1, t.2));
-            assert_eq!(got, Some((policy, nice)), "node {i} {name}: {threads:?}");
+            let got = of(name).map(|t| (t.policy, t.nice, t.cpus.as_str()));
+            assert_eq!(
+                got,
+                Some((policy, nice, cpus)),
+                "node {i} {name}: {threads:?}"
+            );
         }
-        let control = threads.iter().find(|t| t.0 == "tundra-control");
+        let control = of("tundra-control").map(|t| (t.policy, t.cpus.as_str()));
         assert_eq!(
-            control.map(|t| t.1),
-            Some(SCHED_OTHER),
-            "node {i}: {threads:?}"
-        );
-    }
-}
-
-/// `--cpus` pins the datapath threads, and only them; a CPU this process may not use is
-/// refused at the start, before anything is set up.
-#[test]
-fn cpus_pin_the_datapath_threads() {
-    let mut c = Cluster::new(2);
-    c.start_tundra(1, &["--cpus", "0"]);
-    c.start_tundra(2, &[]);
-    wait_ping(
-        &c.ns(1),
-        &pod_v4(1).to_string(),
-        &pod_v4(2).to_string(),
-        CONVERGE_TIMEOUT,
-    );
-    for i in [1, 2] {
-        let threads = cpus_allowed(c.pid(i));
-        let of = |name: &str| threads.iter().find(|t| t.0 == name).map(|t| t.1.as_str());
-        let process = of("tundra").expect("the main thread").to_owned();
-        let datapath = if i == 1 { "0" } else { process.as_str() };
-        for name in ["tundra-egress", "tundra-ingress"] {
-            assert_eq!(of(name), Some(datapath), "node {i} {name}: {threads:?}");
-        }
-        assert_eq!(
-            of("tundra-control"),
-            Some(process.as_str()),
+            control,
+            Some((SCHED_OTHER, process.as_str())),
             "node {i}: {threads:?}"
         );
     }
@@ -147,8 +127,11 @@ fn raised_threads_give_way_in_a_flood(io: Io) {
     c.wait_pods(1, 2);
     let (pid1, pid2) = (c.pid(1), c.pid(2));
     let sched = |pid: u32, name: &str| {
-        let threads = scheduling(pid);
-        threads.iter().find(|t| t.0 == name).map(|t| (t.1, t.2))
+        let threads = threads(pid);
+        threads
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| (t.policy, t.nice))
     };
     const RAISED_1: (u32, i32) = (SCHED_FIFO, 0);
     const RAISED_2: (u32, i32) = (SCHED_OTHER, -10);
@@ -199,38 +182,37 @@ const SCHED_FIFO: u32 = 1;
 /// decides every 10 ms (100 ms in a flood); this is for a slow, shared machine.
 const FLOOD_WAIT: Duration = Duration::from_secs(20);
 
-/// (thread name, `Cpus_allowed_list`) of every thread of `pid`, from /proc.
-fn cpus_allowed(pid: u32) -> Vec<(String, String)> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tundra's tasks");
-    tasks
-        .filter_map(|t| {
-            let dir = t.ok()?.path();
-            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-            let status = std::fs::read_to_string(dir.join("status")).ok()?;
-            let list = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
-            Some((comm.trim().to_owned(), list.trim().to_owned()))
-        })
-        .collect()
+/// One thread of a process, from /proc.
+#[derive(Debug)]
+struct Thread {
+    name: String,
+    policy: u32,
+    nice: i32,
+    /// `Cpus_allowed_list`, as the kernel writes it.
+    cpus: String,
 }
 
-/// (thread name, policy, nice) of every thread of `pid`, from /proc.
-fn scheduling(pid: u32) -> Vec<(String, u32, i32)> {
+/// Every thread of `pid`.
+fn threads(pid: u32) -> Vec<Thread> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tundra's tasks");
     tasks
         .filter_map(|t| {
             let dir = t.ok()?.path();
             let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
             let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let status = std::fs::read_to_string(dir.join("status")).ok()?;
             // Fields after the command's closing parenthesis start at field 3 (state); nice is
             // field 19, policy field 41 (proc_pid_stat(5)).
             let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            Some((
-                comm.trim().to_owned(),
-                rest.get(38)?.parse().ok()?,
-                rest.get(16)?.parse().ok()?,
-            ))
+            let cpus = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+            Some(Thread {
+                name: comm.trim().to_owned(),
+                policy: rest.get(38)?.parse().ok()?,
+                nice: rest.get(16)?.parse().ok()?,
+                cpus: cpus.trim().to_owned(),
+            })
         })
         .collect()
 }
