@@ -340,18 +340,17 @@ impl FromStr for CpuList {
 impl fmt::Display for CpuList {
     /// Ranges folded: `0,2-3`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut i = 0;
-        while i < self.0.len() {
-            let first = self.0[i];
-            while i + 1 < self.0.len() && self.0[i + 1] == self.0[i] + 1 {
-                i += 1;
-            }
-            let sep = if first == self.0[0] { "" } else { "," };
-            match self.0[i] {
+        let mut rest = self.0.as_slice();
+        let mut sep = "";
+        while let Some(&first) = rest.first() {
+            // The run of consecutive CPUs that starts here.
+            let run = 1 + rest.windows(2).take_while(|w| w[1] == w[0] + 1).count();
+            match rest[run - 1] {
                 last if last == first => write!(f, "{sep}{first}")?,
                 last => write!(f, "{sep}{first}-{last}")?,
             }
-            i += 1;
+            rest = &rest[run..];
+            sep = ",";
         }
         Ok(())
     }

@@ -219,7 +219,8 @@ impl Dataplane {
     /// bound (UDP, control, metrics; a control socket another tundra answers on), `--io uring`
     /// where io_uring cannot be set up, or a TUN device that cannot be opened or configured;
     /// with etcd, also a lease source that did not start, settings that do not fit the network
-    /// and a subnet file that cannot be written. Nothing stays configured then.
+    /// and a subnet file that cannot be written; [`Config::cpus`] naming a CPU this thread may
+    /// not run on. Nothing stays configured then.
     pub fn start(config: &Config) -> Result<Dataplane, Error> {
         if let Some(cpus) = &config.cpus {
             check_cpus(cpus)?;
